@@ -1,0 +1,66 @@
+"""transferguard: measure, explain and prevent negative transfer.
+
+The public API in one place::
+
+    import transferguard as tg
+    task = tg.TransferTask("mnist", "uci-digits", eps=0.7, labeled_percent=30)
+    result = tg.negative_transfer_gap(task, "dann", seeds=[0, 1, 2])
+    print(result.cell(), result.verdict)
+"""
+
+from ._version import __version__
+from .analysis import NTGResult, confidence_interval, negative_transfer_gap
+from .data import (
+    Domain,
+    InputSpec,
+    TransferTask,
+    describe_domains,
+    list_domains,
+    load_domain,
+    register_domain,
+)
+from .engine import Trainer, TrainerConfig
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    TrainingDivergedError,
+    TransferGuardError,
+    UnknownNameError,
+)
+from .experiments import RunStore, load_config, run_experiment
+from .methods import Method, create_method, list_methods, register_method
+from .models import TransferModel, create_model, list_models, register_model
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Domain",
+    "InputSpec",
+    "Method",
+    "NTGResult",
+    "RunStore",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingDivergedError",
+    "TransferGuardError",
+    "TransferModel",
+    "TransferTask",
+    "UnknownNameError",
+    "__version__",
+    "confidence_interval",
+    "create_method",
+    "create_model",
+    "describe_domains",
+    "list_domains",
+    "list_methods",
+    "list_models",
+    "load_config",
+    "load_domain",
+    "negative_transfer_gap",
+    "register_domain",
+    "register_method",
+    "register_model",
+    "run_experiment",
+]
