@@ -1,0 +1,180 @@
+"""User domains: torchvision data sets and image-folder trees.
+
+Nothing here downloads unless the caller passes ``download=True``: a missing data set stops
+with a message that names the root it looked in and the flag that fetches it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..utils import cache_dir
+from .catalog import cached_domain
+from .domain import Domain
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+
+
+def _default_root() -> Path:
+    return cache_dir() / "torchvision"
+
+
+def load_torchvision(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    train: bool = True,
+    size: int | None = None,
+) -> Domain:
+    """``torchvision:NAME``: e.g. MNIST, USPS, SVHN, CIFAR10, FashionMNIST.
+
+    ``train`` picks the training split (``split="train"`` for data sets that name splits).
+    Images of varying size (rare among these) are resized to ``size``.
+    """
+    import torchvision.datasets as tvd
+
+    # data set classes only (torchvision.datasets also holds lower-case modules: usps, mnist)
+    lookup = {n.lower(): n for n in dir(tvd)
+              if not n.startswith("_") and inspect.isclass(getattr(tvd, n))}
+    real = lookup.get(name.lower())
+    cls = getattr(tvd, real) if real else None
+    if cls is None or not inspect.isclass(cls):
+        known = "MNIST, FashionMNIST, KMNIST, USPS, SVHN, CIFAR10, STL10"
+        raise DataError(
+            f"torchvision has no data set {name!r}; use one of its class names, e.g. {known}."
+        )
+    root = Path(root) if root is not None else _default_root()
+    params = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {"root": str(root), "download": bool(download)}
+    if "train" in params:
+        kwargs["train"] = train
+    elif "split" in params:
+        kwargs["split"] = "train" if train else "test"
+    try:
+        ds = cls(**kwargs)
+    except (RuntimeError, OSError) as exc:  # "Dataset not found ... download=True"
+        hint = (
+            "pass download=True (CLI: --download) to fetch it, which needs network access"
+            if not download
+            else "check the network connection and the root folder"
+        )
+        raise DataError(
+            f"torchvision:{real} was not found under {root} ({exc}); {hint}, or point root at "
+            f"a folder that already holds it."
+        ) from exc
+    images, labels = _dataset_arrays(ds, size)
+    classes = _class_names(ds, labels)
+    split = "train" if train else "test"
+    return Domain(
+        f"torchvision:{real}", images, labels, classes, f"torchvision {real} ({split})",
+        {"root": str(root)},
+    )
+
+
+def _dataset_arrays(ds: Any, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    data = getattr(ds, "data", None)
+    targets = getattr(ds, "targets", None)
+    if targets is None:
+        targets = getattr(ds, "labels", None)
+    if isinstance(data, (np.ndarray, torch.Tensor)) and targets is not None:
+        arr = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+        if arr.ndim == 3:
+            arr = arr[:, None]
+        elif arr.ndim == 4 and arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+            arr = arr.transpose(0, 3, 1, 2)
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+        labels = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+        return torch.from_numpy(np.ascontiguousarray(arr)), labels
+    # generic path: one PIL image at a time
+    imgs, labels_list = [], []
+    for i in range(len(ds)):
+        img, y = ds[i]
+        imgs.append(_pil_to_array(img, size))
+        labels_list.append(int(y))
+    if not imgs:
+        raise DataError("the torchvision data set is empty.")
+    return torch.from_numpy(np.stack(imgs)), torch.tensor(labels_list, dtype=torch.long)
+
+
+def _class_names(ds: Any, labels: torch.Tensor) -> tuple[str, ...]:
+    classes = getattr(ds, "classes", None)
+    k = int(labels.max()) + 1
+    if not classes or len(classes) < k:
+        return tuple(str(i) for i in range(k))
+    names = [str(c) for c in classes]
+    # MNIST-like names "0 - zero" become "0", so digit sets pair with each other by name
+    if all(re.match(r"^\d+ - ", c) for c in names):
+        names = [c.split(" - ", 1)[0] for c in names]
+    return tuple(names)
+
+
+def _pil_to_array(img: Any, size: int | None) -> np.ndarray:
+    from PIL import Image
+
+    if not isinstance(img, Image.Image):
+        img = Image.fromarray(np.asarray(img))
+    img = img.convert("RGB") if img.mode not in ("L", "RGB") else img
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def load_folder(path: str, size: int = 224, grey: bool = False) -> Domain:
+    """``folder:PATH``: ``PATH/<class>/<image>``; every image is resized to ``size`` x ``size``.
+
+    Class names are the sub-folder names, sorted. Decoded images are cached (keyed by the
+    folder, the size and the files' names and modification times), so only the first load
+    decodes JPEGs.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"folder domain {str(root)!r} does not exist or is not a folder; give a path "
+            "laid out as PATH/<class>/<image>.jpg (e.g. office31/amazon/images)."
+        )
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    files: list[tuple[Path, int]] = []
+    classes = []
+    for d in class_dirs:
+        imgs = sorted(
+            p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if imgs:
+            files.extend((p, len(classes)) for p in imgs)
+            classes.append(d.name)
+    if not files:
+        raise DataError(
+            f"no images found in folder {str(root)!r}; expected PATH/<class>/<image> with "
+            f"suffixes {sorted(IMAGE_SUFFIXES)}."
+        )
+    fingerprint = [(str(p.relative_to(root)), p.stat().st_mtime_ns) for p, _ in files]
+    params = {"root": str(root.resolve()), "size": int(size), "grey": grey, "files": fingerprint}
+
+    def build() -> Domain:
+        from PIL import Image
+
+        arr = np.empty((len(files), 1 if grey else 3, size, size), dtype=np.uint8)
+        for i, (p, _) in enumerate(files):
+            try:
+                with Image.open(p) as im:
+                    im.draft("L" if grey else "RGB", (size, size))  # fast JPEG downscale
+                    im = im.convert("L" if grey else "RGB").resize((size, size), Image.BILINEAR)
+                    a = np.asarray(im, dtype=np.uint8)
+            except OSError as exc:
+                raise DataError(f"could not read image {p}: {exc}; remove or fix it.") from exc
+            arr[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        labels = torch.tensor([c for _, c in files], dtype=torch.long)
+        return Domain(f"folder:{root.name}", torch.from_numpy(arr), labels, tuple(classes),
+                      f"image folder {root}")
+
+    return cached_domain(f"folder-{root.name}", params, build)

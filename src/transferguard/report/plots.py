@@ -1,0 +1,70 @@
+"""Figures: sample grids of domains, and (later) curves and heat-maps of experiments.
+
+matplotlib runs with the non-interactive Agg backend, so plotting works on machines with no
+screen; every figure is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..data.domain import Domain
+from ..utils import atomic_save
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    buf = io.BytesIO()
+    fmt = os.fspath(path).rsplit(".", 1)[-1]
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+    _pyplot().close(fig)
+    atomic_save(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def grid_image(domain: Domain, per_class: int = 8, seed: int = 0) -> np.ndarray:
+    """A (classes*H, per_class*W, 3) uint8 mosaic: one row per class."""
+    g = torch.Generator().manual_seed(seed)
+    _, h, w = domain.shape
+    rows = []
+    for k in range(domain.num_classes):
+        idx = torch.nonzero(domain.labels == k).flatten()
+        pick = idx[torch.randperm(len(idx), generator=g)[:per_class]]
+        tiles = domain.images[pick]
+        if tiles.shape[1] == 1:
+            tiles = tiles.expand(-1, 3, -1, -1)
+        row = torch.zeros(3, h, per_class * w, dtype=torch.uint8)
+        for j, t in enumerate(tiles):
+            row[:, :, j * w : (j + 1) * w] = t
+        rows.append(row)
+    return torch.cat(rows, dim=1).permute(1, 2, 0).numpy()
+
+
+def sample_grid(
+    domains: Sequence[Domain], path: str | os.PathLike[str], per_class: int = 8, seed: int = 0
+) -> None:
+    """Save one mosaic per domain side by side (rows are classes, named on the left)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(domains), figsize=(2.4 * len(domains), 3.2), squeeze=False)
+    for ax, d in zip(axes[0], domains):
+        mosaic = grid_image(d, per_class, seed)
+        ax.imshow(mosaic, interpolation="nearest")
+        c, h, w = d.shape
+        ax.set_title(f"{d.name}\n{len(d)} images, {c}x{h}x{w}", fontsize=8)
+        ax.set_yticks([h * (k + 0.5) for k in range(d.num_classes)])
+        ax.set_yticklabels(d.classes, fontsize=6)
+        ax.set_xticks([])
+    save_figure(fig, path)
