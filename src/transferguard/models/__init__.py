@@ -1,0 +1,6 @@
+"""Models: the registry and the F/C split every method relies on."""
+
+from .base import TransferModel
+from .registry import MODELS, create_model, list_models, register_model
+
+__all__ = ["MODELS", "TransferModel", "create_model", "list_models", "register_model"]
