@@ -1,0 +1,110 @@
+"""The Trainer: reproducibility, selection, NaN stops, checkpoints and resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import transferguard as tg
+from transferguard.engine import StepOutput, lr_factor, ramp
+from transferguard.errors import CheckpointError, ConfigError, TrainingDivergedError
+from transferguard.methods.target_only import TargetOnly
+
+
+def test_same_seed_same_accuracy(tiny_task):
+    tr = tg.Trainer(iterations=20, batch_size=16, progress=False)
+    a = tr.run(tg.create_method("dann"), tiny_task)
+    b = tr.run(tg.create_method("dann"), tiny_task)
+    assert a.test_accuracy == b.test_accuracy
+    assert a.history == b.history
+    c = tr.with_options(seed=1).run(tg.create_method("dann"), tiny_task)
+    assert c.history != a.history
+
+
+def test_validation_selection_and_last_iterate(tiny_task):
+    tr = tg.Trainer(iterations=30, batch_size=16, eval_every=10, log_every=10, progress=False)
+    res = tr.run(tg.create_method("target_only"), tiny_task)
+    assert res.best_step in (10, 20, 30)
+    assert res.val_accuracy is not None
+    vals = [row["val_acc"] for row in res.history if "val_acc" in row]
+    assert len(vals) == 3 and res.val_accuracy == max(vals)
+    last = tr.with_options(select="last").run(tg.create_method("target_only"), tiny_task)
+    assert last.best_step == 30 and last.test_accuracy == last.test_accuracy_last
+
+
+class _NaNMethod(TargetOnly):
+    name = "nan_method"
+
+    def training_step(self, batches, progress):
+        out = super().training_step(batches, progress)
+        return StepOutput(out.loss * float("nan"), out.logs)
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_task, fast_trainer):
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        fast_trainer.fit(_NaNMethod(), tiny_task.train_data())
+
+
+def test_unknown_and_bad_trainer_options():
+    with pytest.raises(ConfigError, match="valid options"):
+        tg.Trainer(iteratons=5)
+    with pytest.raises(ConfigError, match="optimizer must be one of"):
+        tg.Trainer(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="schedule"):
+        tg.Trainer(schedule="linear")
+
+
+def test_schedules():
+    assert lr_factor("dann", 0) == 1.0
+    assert abs(lr_factor("dann", 1) - 11 ** -0.75) < 1e-12
+    assert lr_factor("step", 0.7) == pytest.approx(0.1)
+    assert lr_factor("cosine", 1.0) == pytest.approx(0.0)
+    assert ramp(0) == 0 and 0.99 < ramp(1) < 1
+
+
+def test_checkpoint_roundtrip_and_corruption(tiny_task, fast_trainer, tmp_path):
+    m = tg.create_method("dann")
+    fast_trainer.fit(m, tiny_task.train_data())
+    path = tmp_path / "ckpt.pt"
+    fast_trainer.save_checkpoint(m, path)
+    assert not list(tmp_path.glob("*.tmp"))  # the temporary file was renamed away
+    m2 = tg.create_method("dann")
+    m2.setup(tiny_task.train_data(), fast_trainer)
+    fast_trainer.load_checkpoint(m2, path)
+    for a, b in zip(m.model_.parameters(), m2.model_.parameters()):
+        assert torch.equal(a, b)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        fast_trainer.load_checkpoint(m2, path)
+    other = tg.create_method("target_only")
+    other.setup(tiny_task.train_data(), fast_trainer)
+    fast_trainer.save_checkpoint(other, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not match"):
+        fast_trainer.load_checkpoint(m2, tmp_path / "other.pt")
+
+
+class _Killer(TargetOnly):
+    """Raises half-way, like a killed process (after the step-10 checkpoint)."""
+
+    name = "killer"
+    calls = 0
+
+    def training_step(self, batches, progress):
+        type(self).calls += 1
+        if type(self).calls == 15:
+            raise KeyboardInterrupt
+        return super().training_step(batches, progress)
+
+
+def test_resume_from_a_killed_training_gives_the_same_model(tiny_task, tmp_path):
+    tr = tg.Trainer(iterations=20, batch_size=8, progress=False, select="last",
+                    checkpoint_dir=str(tmp_path), checkpoint_every=10)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(_Killer(), tiny_task.train_data())
+    resumed = _Killer()
+    _Killer.calls = 100  # no more interruptions
+    tr.fit(resumed, tiny_task.train_data(), resume=True)
+    straight = TargetOnly()
+    tr.with_options(checkpoint_dir=None).fit(straight, tiny_task.train_data())
+    for a, b in zip(resumed.model_.parameters(), straight.model_.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
