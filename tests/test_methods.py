@@ -1,0 +1,93 @@
+"""One conformance test over every registered method, plus method-specific behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import transferguard as tg
+from transferguard.errors import ConfigError, UnknownNameError
+from transferguard.methods import METHODS
+
+
+@pytest.mark.parametrize("name", tg.list_methods())
+def test_every_method_trains_and_its_twin_runs(name, tiny_task, fast_trainer):
+    method = tg.create_method(name)
+    assert method.name == name
+    # scikit-learn rule: the constructor stores hyper-parameters only
+    assert not any(k.endswith("_") for k in vars(method))
+    params = method.get_params()
+    assert method.clone().get_params() == params
+    fit = fast_trainer.fit(method, tiny_task.train_data())
+    assert fit.trained and fit.iterations == 6
+    assert all(math.isfinite(row["loss"]) for row in fit.history if "loss" in row)
+    for p in method.model_.parameters():
+        assert torch.isfinite(p).all()
+    twin = method.twin()
+    assert twin.label.endswith("_T") or twin.label == method.label
+    res = fast_trainer.run(twin, tiny_task)
+    assert 0.0 <= res.test_accuracy <= 100.0
+    # the twin never reads the source: its training data has no source sample
+    assert twin.source_free or twin.get_params() == params
+
+
+def test_create_method_errors():
+    with pytest.raises(UnknownNameError, match="Known methods"):
+        tg.create_method("danm")
+    with pytest.raises(ConfigError, match="valid"):
+        tg.create_method("dann", tradeoff=1.0)
+
+
+def test_twin_data_has_no_source(tiny_task):
+    data = tiny_task.train_data().without_source()
+    assert data.source_free
+    assert torch.equal(data.source.indices, tiny_task.train_data().target_labeled.indices)
+    assert len(data.target_labeled) == 0
+
+
+def test_untrained_twin_at_zero_labels_is_reported(fast_trainer):
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=0, source_size=200,
+                           spec=tg.InputSpec(3, 16))
+    res = fast_trainer.run(tg.create_method("dann").twin(), task)
+    assert not res.trained and "no labeled samples" in res.note
+
+
+def test_dann_needs_unlabeled_target(fast_trainer):
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=100, source_size=200,
+                           spec=tg.InputSpec(3, 16))
+    with pytest.raises(ConfigError, match="unlabeled target"):
+        fast_trainer.fit(tg.create_method("dann"), task.train_data())
+
+
+def test_gradient_reversal():
+    from transferguard.methods.components import grad_reverse
+
+    x = torch.randn(4, requires_grad=True)
+    grad_reverse(x, 0.5).sum().backward()
+    assert torch.allclose(x.grad, torch.full((4,), -0.5))
+
+
+def test_finetune_loads_the_source_backbone_and_resets_the_head(tiny_task, tmp_path,
+                                                               fast_trainer):
+    pre = tg.create_method("source_only")
+    fast_trainer.fit(pre, tiny_task.train_data())
+    path = tmp_path / "src.pt"
+    torch.save(pre.model_.state_dict(), path)
+    ft = tg.create_method("finetune", pretrained=str(path))
+    ft.setup(tiny_task.train_data(), fast_trainer)
+    ft.prepare(tiny_task.train_data(), fast_trainer)
+    assert torch.equal(ft.model_.backbone.conv1[0].weight, pre.model_.backbone.conv1[0].weight)
+    assert not torch.equal(ft.model_.head.weight, pre.model_.head.weight)
+    groups = ft.param_groups()
+    assert groups[0]["lr_mult"] == 0.1 and groups[1]["lr_mult"] == 1.0
+    twin = ft.twin()
+    twin.setup(tiny_task.train_data().without_source(), fast_trainer)
+    assert twin.param_groups()[0]["lr_mult"] == 1.0  # random init learns at the full rate
+
+
+def test_registry_is_consistent():
+    for entry in METHODS:
+        assert entry.obj.name == entry.name
+        assert entry.description
