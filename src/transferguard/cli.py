@@ -1,0 +1,195 @@
+"""The ``transferguard`` command. It parses arguments and calls the public API, nothing more.
+
+    transferguard domains                     list the domains with their sizes
+    transferguard run CONFIG.yaml             one experiment from a validated config
+    transferguard ntg --source ... --method   the negative transfer gap from flags
+    transferguard show RUNS_DIR               a table of the recorded runs
+    transferguard demo                        negative vs positive transfer on built-in digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TransferGuardError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except TransferGuardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are recorded; rerun with --resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="transferguard",
+        description="Measure, explain and prevent negative transfer.",
+    )
+    from ._version import __version__
+
+    p.add_argument("--version", action="version", version=f"transferguard {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    d = sub.add_parser("domains", help="list the domains with their sizes")
+    d.add_argument("--grid", metavar="PNG", help="also save a sample grid of every domain")
+    d.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    d.set_defaults(func=cmd_domains)
+
+    r = sub.add_parser("run", help="run one experiment from a YAML config")
+    r.add_argument("config", help="path to the YAML config")
+    r.add_argument("--out", help="output directory (default: the config's output, or runs/NAME)")
+    r.add_argument("--resume", action="store_true", help="skip runs that already finished")
+    r.add_argument("--quiet", action="store_true", help="print only the final table")
+    r.set_defaults(func=cmd_run)
+
+    n = sub.add_parser("ntg", help="negative transfer gap of a method on a task")
+    n.add_argument("--source", required=True, help="source domain (see `domains`)")
+    n.add_argument("--target", required=True, help="target domain")
+    n.add_argument("--method", required=True, help="transfer method (e.g. dann, finetune)")
+    n.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method hyper-parameter, e.g. --set trade_off=0.5 (repeatable)")
+    n.add_argument("--model", default="lenet", help="model name (default lenet)")
+    n.add_argument("--eps", type=float, help="source noise: sets eps_x = eps_y")
+    n.add_argument("--eps-x", type=float, help="source image-corruption rate")
+    n.add_argument("--eps-y", type=float, help="source label-noise rate")
+    n.add_argument("--labeled", type=float, default=10.0, metavar="L",
+                   help="percent of the target pool that is labeled (L%%, default 10)")
+    n.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    n.add_argument("--iterations", type=int, default=1000)
+    n.add_argument("--batch-size", type=int, default=32)
+    n.add_argument("--lr", type=float, default=0.01)
+    n.add_argument("--input-size", type=int, default=32)
+    n.add_argument("--channels", type=int, default=3)
+    n.add_argument("--device", default="auto")
+    n.add_argument("--root", help="data root for torchvision:NAME domains")
+    n.add_argument("--download", action="store_true",
+                   help="allow torchvision:NAME domains to download (needs network)")
+    n.add_argument("--out", default=None, help="run store directory (default runs/ntg)")
+    n.add_argument("--resume", action="store_true", help="skip runs that already finished")
+    n.set_defaults(func=cmd_ntg)
+
+    s = sub.add_parser("show", help="table of the runs recorded in a directory")
+    s.add_argument("runs_dir")
+    s.add_argument("--markdown", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    m = sub.add_parser("demo", help="negative vs positive transfer on the built-in digits")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    m.add_argument("--iterations", type=int, default=400)
+    m.add_argument("--resume", action="store_true")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from .data import describe_domains, load_domain
+    from .report.tables import format_table
+
+    infos = describe_domains()
+    rows = [[i.name, i.size, "x".join(map(str, i.shape)), i.num_classes,
+             f"{i.min_class}-{i.max_class}", f"{i.load_seconds:.2f}", i.description]
+            for i in infos]
+    print(format_table(rows, ["domain", "images", "shape", "classes", "per class", "load s",
+                              "description"], args.markdown))
+    if args.grid:
+        from .report.plots import sample_grid
+
+        sample_grid([load_domain(i.name) for i in infos], args.grid)
+        print(f"\nsample grid written to {args.grid}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import load_config, run_experiment
+
+    cfg = load_config(args.config)
+    out = args.out or cfg.output or str(Path("runs") / cfg.name)
+    res = run_experiment(cfg, out, resume=args.resume, echo=None if args.quiet else print)
+    print()
+    print(res.table())
+    print(f"\n{res.trained} runs trained, {res.reused} resumed, {res.seconds:.0f} s; "
+          f"recorded in {out}/runs.sqlite")
+    return 0
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise TransferGuardError(f"--set expects KEY=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def cmd_ntg(args: argparse.Namespace) -> int:
+    from .experiments import config_from_dict, run_experiment
+
+    def opts(name: str) -> dict[str, Any]:
+        if not name.startswith("torchvision:"):
+            return {}
+        o: dict[str, Any] = {"download": bool(args.download)}
+        if args.root:
+            o["root"] = args.root
+        return o
+
+    task = {"source": args.source, "target": args.target, "labeled_percent": args.labeled,
+            "input_size": args.input_size, "channels": args.channels,
+            "source_options": opts(args.source), "target_options": opts(args.target)}
+    for key in ("eps", "eps_x", "eps_y"):
+        if getattr(args, key) is not None:
+            task[key] = getattr(args, key)
+    method = {"name": args.method, "model": args.model, **parse_params(args.params)}
+    cfg = config_from_dict({
+        "name": "ntg", "task": task, "method": method, "seeds": args.seeds,
+        "trainer": {"iterations": args.iterations, "batch_size": args.batch_size,
+                    "lr": args.lr, "device": args.device},
+    })
+    out = args.out or "runs/ntg"
+    res = run_experiment(cfg, out, resume=args.resume, echo=print)
+    print()
+    print(res.table())
+    for r in res.ntg:
+        print(f"\n{r.method}: {r.cell()}  ->  {r.verdict}")
+        for w in r.warnings:
+            print(f"  warning: {w}")
+    print(f"\n{res.seconds:.0f} s; runs recorded in {out}/runs.sqlite")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .experiments import RunStore, runs_table
+
+    path = Path(args.runs_dir)
+    db = path if path.suffix in (".sqlite", ".db") else path / "runs.sqlite"
+    if not db.exists():
+        raise TransferGuardError(f"no run store at {db}; give the --out directory of a run.")
+    print(runs_table(RunStore(db), args.markdown))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .experiments.demo import run_demo
+
+    run_demo(args.out, seeds=args.seeds, iterations=args.iterations, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

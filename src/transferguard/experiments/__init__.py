@@ -1,0 +1,19 @@
+"""Experiments: configs, the run store, the runner and the demo."""
+
+from .config import ExperimentConfig, TaskConfig, config_from_dict, load_config
+from .runner import ExperimentResult, Runner, run_experiment, runs_table
+from .store import RunRecord, RunStore, config_key
+
+__all__ = [
+    "ExperimentConfig",
+    "ExperimentResult",
+    "RunRecord",
+    "RunStore",
+    "Runner",
+    "TaskConfig",
+    "config_from_dict",
+    "config_key",
+    "load_config",
+    "run_experiment",
+    "runs_table",
+]
