@@ -1,0 +1,22 @@
+"""Helpers shared by the benchmark scripts: where results go, written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferguard.utils import atomic_write
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+
+
+def write_result(name: str, markdown: str, payload: str | None = None) -> Path:
+    """Write ``docs/results/NAME.md`` (and ``NAME.json`` when given)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    with atomic_write(path, "w") as fh:
+        fh.write(markdown)
+    if payload is not None:
+        with atomic_write(RESULTS / f"{name}.json", "w") as fh:
+            fh.write(payload)
+    print(f"\nwritten: {path}")
+    return path

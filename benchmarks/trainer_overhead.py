@@ -1,0 +1,117 @@
+"""Trainer vs a hand-written plain PyTorch loop: same model, data, batch size and optimiser.
+
+Both loops train LeNet on the mnist -> uci-digits labeled target pool (28x28 RGB) with SGD
+(momentum 0.9, the DANN learning-rate schedule), drawing batches by indexing the in-memory
+uint8 images and normalising them, exactly what the Trainer does. The plain loop has none of
+the Trainer's machinery (streams, NaN checks, logging, validation, selection).
+
+Two comparisons, each interleaved (plain, trainer, plain, trainer, ...) so that drift of a
+shared machine hits both sides, and reported as a ratio of medians measured in this run:
+
+- ``same layout``: both loops use channels_last (the Trainer's default); this isolates the
+  Trainer's own overhead (target: within 5%);
+- ``default vs naive``: the Trainer with its defaults against a plain loop in the default
+  NCHW layout, i.e. what a user gains by switching.
+
+    python benchmarks/trainer_overhead.py [--iterations 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import transferguard as tg
+from transferguard.engine.schedules import lr_factor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import write_result  # noqa: E402
+
+
+def plain_loop(data, iterations: int, batch_size: int, channels_last: bool, seed: int) -> float:
+    torch.manual_seed(seed)
+    split = data.source  # target-only twin view: the labeled target sits in `source`
+    model = tg.create_model("lenet", data.num_classes, 3, data.spec.size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    images, labels = split.images, split.labels
+    mean = torch.tensor(data.spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.spec.std).view(1, -1, 1, 1)
+    g = torch.Generator().manual_seed(seed)
+    order, pos = torch.randperm(len(labels), generator=g), 0
+    t0 = time.perf_counter()
+    for step in range(iterations):
+        for group in opt.param_groups:
+            group["lr"] = 0.01 * lr_factor("dann", step / iterations)
+        if pos + batch_size > len(order):
+            order, pos = torch.randperm(len(labels), generator=g), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        x = (images[idx].float() / 255 - mean) / std
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def trainer_loop(data, iterations: int, batch_size: int, channels_last: bool, seed: int) -> float:
+    trainer = tg.Trainer(iterations=iterations, batch_size=batch_size, progress=False,
+                         channels_last=channels_last, select="last", seed=seed,
+                         log_every=iterations)
+    method = tg.create_method("target_only").twin()
+    t0 = time.perf_counter()
+    trainer.fit(method, data)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=100, val_fraction=0.0,
+                           spec=tg.InputSpec(3, 28))
+    data = task.train_data().without_source()
+    results = {}
+    for label, plain_cl, ours_cl in (("same layout (channels_last)", True, True),
+                                     ("default vs naive NCHW loop", False, True)):
+        plain, ours = [], []
+        plain_loop(data, 20, args.batch_size, plain_cl, 0)  # warm-up
+        for r in range(args.repeats):
+            plain.append(plain_loop(data, args.iterations, args.batch_size, plain_cl, r))
+            ours.append(trainer_loop(data, args.iterations, args.batch_size, ours_cl, r))
+        ratio = statistics.median(ours) / statistics.median(plain)
+        results[label] = {"plain_s": plain, "trainer_s": ours, "ratio": ratio}
+        print(f"{label:32s} plain {statistics.median(plain):6.2f} s  trainer "
+              f"{statistics.median(ours):6.2f} s  ratio trainer/plain = {ratio:.3f}")
+    cmd = "python benchmarks/trainer_overhead.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Trainer vs a plain PyTorch loop", "",
+        f"Command: `{cmd.strip()}`", "",
+        f"LeNet, mnist -> uci-digits target pool at 3x28x28, batch {args.batch_size}, "
+        f"{args.iterations} iterations, median of {args.repeats} interleaved repeats, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads.", "",
+        "| comparison | plain loop (s) | Trainer (s) | ratio Trainer/plain |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, r in results.items():
+        lines.append(f"| {label} | {statistics.median(r['plain_s']):.2f} | "
+                     f"{statistics.median(r['trainer_s']):.2f} | {r['ratio']:.3f} |")
+    write_result("trainer_overhead", "\n".join(lines) + "\n", json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
