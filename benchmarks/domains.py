@@ -17,7 +17,7 @@ import transferguard as tg
 from transferguard.report.plots import sample_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, write_result  # noqa: E402
+from _common import RESULTS, write_result
 
 
 def main() -> None:

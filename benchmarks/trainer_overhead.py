@@ -32,7 +32,7 @@ import transferguard as tg
 from transferguard.engine.schedules import lr_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result  # noqa: E402
+from _common import write_result
 
 
 def plain_loop(data, iterations: int, batch_size: int, channels_last: bool, seed: int) -> float:

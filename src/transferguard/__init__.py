@@ -9,7 +9,13 @@ The public API in one place::
 """
 
 from ._version import __version__
-from .analysis import NTGResult, confidence_interval, negative_transfer_gap
+from .analysis import (
+    HarmfulSourceReport,
+    NTGResult,
+    confidence_interval,
+    harmful_source_report,
+    negative_transfer_gap,
+)
 from .data import (
     Domain,
     InputSpec,
@@ -37,6 +43,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Domain",
+    "HarmfulSourceReport",
     "InputSpec",
     "Method",
     "NTGResult",
@@ -53,6 +60,7 @@ __all__ = [
     "create_method",
     "create_model",
     "describe_domains",
+    "harmful_source_report",
     "list_domains",
     "list_methods",
     "list_models",

@@ -1,8 +1,10 @@
 """The ``transferguard`` command. It parses arguments and calls the public API, nothing more.
 
     transferguard domains                     list the domains with their sizes
+    transferguard methods | models            list the methods / models
     transferguard run CONFIG.yaml             one experiment from a validated config
     transferguard ntg --source ... --method   the negative transfer gap from flags
+    transferguard harmful --source ... --eps  the source samples the gate finds harmful
     transferguard show RUNS_DIR               a table of the recorded runs
     transferguard demo                        negative vs positive transfer on built-in digits
 """
@@ -50,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--markdown", action="store_true", help="print a Markdown table")
     d.set_defaults(func=cmd_domains)
 
+    ms = sub.add_parser("methods", help="list the transfer methods")
+    ms.set_defaults(func=cmd_methods)
+    md = sub.add_parser("models", help="list the models")
+    md.set_defaults(func=cmd_models)
+
     r = sub.add_parser("run", help="run one experiment from a YAML config")
     r.add_argument("config", help="path to the YAML config")
     r.add_argument("--out", help="output directory (default: the config's output, or runs/NAME)")
@@ -58,30 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     n = sub.add_parser("ntg", help="negative transfer gap of a method on a task")
-    n.add_argument("--source", required=True, help="source domain (see `domains`)")
-    n.add_argument("--target", required=True, help="target domain")
-    n.add_argument("--method", required=True, help="transfer method (e.g. dann, finetune)")
-    n.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method hyper-parameter, e.g. --set trade_off=0.5 (repeatable)")
-    n.add_argument("--model", default="lenet", help="model name (default lenet)")
-    n.add_argument("--eps", type=float, help="source noise: sets eps_x = eps_y")
-    n.add_argument("--eps-x", type=float, help="source image-corruption rate")
-    n.add_argument("--eps-y", type=float, help="source label-noise rate")
-    n.add_argument("--labeled", type=float, default=10.0, metavar="L",
-                   help="percent of the target pool that is labeled (L%%, default 10)")
+    _task_flags(n, method_required=True)
     n.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    n.add_argument("--iterations", type=int, default=1000)
-    n.add_argument("--batch-size", type=int, default=32)
-    n.add_argument("--lr", type=float, default=0.01)
-    n.add_argument("--input-size", type=int, default=32)
-    n.add_argument("--channels", type=int, default=3)
-    n.add_argument("--device", default="auto")
-    n.add_argument("--root", help="data root for torchvision:NAME domains")
-    n.add_argument("--download", action="store_true",
-                   help="allow torchvision:NAME domains to download (needs network)")
     n.add_argument("--out", default=None, help="run store directory (default runs/ntg)")
     n.add_argument("--resume", action="store_true", help="skip runs that already finished")
     n.set_defaults(func=cmd_ntg)
+
+    h = sub.add_parser("harmful", help="train a gated method; list the harmful source samples")
+    _task_flags(h, method_required=False)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--top", type=int, default=20, help="how many samples to list")
+    h.add_argument("--grid", metavar="PNG", help="save the most harmful samples as an image")
+    h.set_defaults(func=cmd_harmful)
 
     s = sub.add_parser("show", help="table of the runs recorded in a directory")
     s.add_argument("runs_dir")
@@ -91,10 +86,63 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="negative vs positive transfer on the built-in digits")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    m.add_argument("--iterations", type=int, default=400)
+    m.add_argument("--iterations", type=int, default=600)
     m.add_argument("--resume", action="store_true")
     m.set_defaults(func=cmd_demo)
     return p
+
+
+def _task_flags(p: argparse.ArgumentParser, method_required: bool) -> None:
+    p.add_argument("--source", required=True, help="source domain (see `domains`)")
+    p.add_argument("--target", required=True, help="target domain")
+    p.add_argument("--method", required=method_required, default="dann",
+                   help="transfer method (see `transferguard methods`)")
+    p.add_argument("--gate", action="store_true",
+                   help="switch on the discriminator gate (domain-adaptation methods)")
+    p.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method hyper-parameter, e.g. --set trade_off=0.5 (repeatable)")
+    p.add_argument("--model", default="lenet", help="model name (default lenet)")
+    p.add_argument("--eps", type=float, help="source noise: sets eps_x = eps_y")
+    p.add_argument("--eps-x", type=float, help="source image-corruption rate")
+    p.add_argument("--eps-y", type=float, help="source label-noise rate")
+    p.add_argument("--labeled", type=float, default=10.0, metavar="L",
+                   help="percent of the target pool that is labeled (L%%, default 10)")
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--input-size", type=int, default=32)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--root", help="data root for torchvision:NAME domains")
+    p.add_argument("--download", action="store_true",
+                   help="allow torchvision:NAME domains to download (needs network)")
+
+
+def _config_from_flags(args: argparse.Namespace, name: str, seeds: list[int]) -> Any:
+    from .experiments import config_from_dict
+
+    def opts(domain: str) -> dict[str, Any]:
+        if not domain.startswith("torchvision:"):
+            return {}
+        o: dict[str, Any] = {"download": bool(args.download)}
+        if args.root:
+            o["root"] = args.root
+        return o
+
+    task = {"source": args.source, "target": args.target, "labeled_percent": args.labeled,
+            "input_size": args.input_size, "channels": args.channels,
+            "source_options": opts(args.source), "target_options": opts(args.target)}
+    for key in ("eps", "eps_x", "eps_y"):
+        if getattr(args, key) is not None:
+            task[key] = getattr(args, key)
+    method = {"name": args.method, "model": args.model, **parse_params(args.params)}
+    if args.gate:
+        method["gate"] = True
+    return config_from_dict({
+        "name": name, "task": task, "method": method, "seeds": seeds,
+        "trainer": {"iterations": args.iterations, "batch_size": args.batch_size,
+                    "lr": args.lr, "device": args.device},
+    })
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
@@ -112,6 +160,25 @@ def cmd_domains(args: argparse.Namespace) -> int:
 
         sample_grid([load_domain(i.name) for i in infos], args.grid)
         print(f"\nsample grid written to {args.grid}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+    from .methods.adaptation import AdaptationMethod
+    from .report.tables import format_table
+
+    rows = [[e.name, "yes" if issubclass(e.obj, AdaptationMethod) else "", e.description]
+            for e in METHODS]
+    print(format_table(rows, ["method", "gate", "description"]))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import MODELS
+    from .report.tables import format_table
+
+    print(format_table([[e.name, e.description] for e in MODELS], ["model", "description"]))
     return 0
 
 
@@ -139,28 +206,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_ntg(args: argparse.Namespace) -> int:
-    from .experiments import config_from_dict, run_experiment
+    from .experiments import run_experiment
 
-    def opts(name: str) -> dict[str, Any]:
-        if not name.startswith("torchvision:"):
-            return {}
-        o: dict[str, Any] = {"download": bool(args.download)}
-        if args.root:
-            o["root"] = args.root
-        return o
-
-    task = {"source": args.source, "target": args.target, "labeled_percent": args.labeled,
-            "input_size": args.input_size, "channels": args.channels,
-            "source_options": opts(args.source), "target_options": opts(args.target)}
-    for key in ("eps", "eps_x", "eps_y"):
-        if getattr(args, key) is not None:
-            task[key] = getattr(args, key)
-    method = {"name": args.method, "model": args.model, **parse_params(args.params)}
-    cfg = config_from_dict({
-        "name": "ntg", "task": task, "method": method, "seeds": args.seeds,
-        "trainer": {"iterations": args.iterations, "batch_size": args.batch_size,
-                    "lr": args.lr, "device": args.device},
-    })
+    cfg = _config_from_flags(args, "ntg", args.seeds)
     out = args.out or "runs/ntg"
     res = run_experiment(cfg, out, resume=args.resume, echo=print)
     print()
@@ -170,6 +218,34 @@ def cmd_ntg(args: argparse.Namespace) -> int:
         for w in r.warnings:
             print(f"  warning: {w}")
     print(f"\n{res.seconds:.0f} s; runs recorded in {out}/runs.sqlite")
+    return 0
+
+
+def cmd_harmful(args: argparse.Namespace) -> int:
+    from .analysis import harmful_source_report
+    from .engine import Trainer
+    from .report.tables import format_table
+
+    args.gate = True
+    cfg = _config_from_flags(args, "harmful", [args.seed])
+    task = cfg.task.build(seed=args.seed)
+    method = cfg.build_methods()[0]
+    trainer = Trainer(cfg.trainer, seed=args.seed)
+    result = trainer.run(method, task)
+    report = harmful_source_report(method, task, top=args.top)
+    print(f"{method.label} on {task}: test accuracy {result.test_accuracy:.1f}")
+    print(report.summary())
+    rows = [[r["index"], f"{r['weight']:.3f}", r["label"], r["clean_label"],
+             "yes" if r["label_wrong"] else "", "yes" if r["image_corrupted"] else ""]
+            for r in report.most_harmful]
+    print()
+    print(format_table(rows, ["source index", "weight", "label", "clean label", "label wrong",
+                              "image corrupted"]))
+    if args.grid:
+        from .report.plots import harmful_grid
+
+        harmful_grid(task, report, args.grid)
+        print(f"\nmost harmful samples drawn to {args.grid}")
     return 0
 
 

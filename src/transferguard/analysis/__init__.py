@@ -1,5 +1,6 @@
 """Analysis: measuring transfer (NTG) and, later, explaining what was transferred."""
 
+from .harmful import HarmfulSourceReport, auroc, harmful_source_report
 from .ntg import (
     INCONCLUSIVE,
     NEGATIVE,
@@ -13,7 +14,10 @@ __all__ = [
     "INCONCLUSIVE",
     "NEGATIVE",
     "POSITIVE",
+    "HarmfulSourceReport",
     "NTGResult",
+    "auroc",
     "confidence_interval",
+    "harmful_source_report",
     "negative_transfer_gap",
 ]

@@ -85,6 +85,7 @@ class TrainerConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
     max_grad_norm: float | None = None
+    flush_denormal: bool = True
 
     def validate(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -132,6 +133,9 @@ class Trainer:
         cfg = self.config
         t0 = time.perf_counter()
         seed_everything(cfg.seed)
+        if cfg.flush_denormal and self.device.type == "cpu":
+            # tiny (denormal) floats make CPU arithmetic far slower late in training
+            torch.set_flush_denormal(True)
         if method.source_free and not data.source_free:
             data = data.without_source()
         method.setup(data, self)

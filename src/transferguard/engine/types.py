@@ -77,6 +77,8 @@ class RunResult:
     iterations: int
     note: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
+    #: method-specific results (e.g. the gate's harmful-sample AUROC)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         d = asdict(self)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.harmful import harmful_source_report
 from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..data import TransferTask
 from ..engine import RunResult, Trainer, TrainerConfig
@@ -27,14 +28,32 @@ from .store import RunStore, config_key
 
 #: trainer fields that change how a run is shown or where it runs, not its result
 NON_SEMANTIC = ("progress", "log_every", "checkpoint_dir", "checkpoint_every", "device",
-                "eval_batch_size")
+                "eval_batch_size", "flush_denormal")
+
+
+#: task fields a source-free twin never reads: A_T of one target is the same run whatever
+#: the source and its noise, so the store trains it once and pairs it with every source
+SOURCE_FIELDS = ("source", "eps_x", "eps_y", "label_map", "label_noise", "corruptions",
+                 "source_size", "source_options")
 
 
 def run_config(method: Method, task: TransferTask, trainer: TrainerConfig) -> dict[str, Any]:
     """The canonical description of one training run (what the store hashes)."""
     tcfg = {k: v for k, v in dataclasses.asdict(trainer).items() if k not in NON_SEMANTIC}
-    return {"task": task.config(), "method": {"name": method.name, **method.get_params()},
+    tconf = task.config()
+    if method.source_free:
+        tconf = {k: v for k, v in tconf.items() if k not in SOURCE_FIELDS}
+    return {"task": tconf, "method": {"name": method.name, **method.get_params()},
             "trainer": tcfg}
+
+
+def method_extras(method: Method, task: TransferTask) -> dict[str, Any]:
+    """Results beyond accuracy: for a gated method on a perturbed source, how well its
+    weights find the corrupted samples (recorded with the run)."""
+    pert = task.perturbation
+    if getattr(method, "gate", False) and bool(pert.x_mask.any() or pert.label_flipped.any()):
+        return {"harmful": harmful_source_report(method, task).metrics()}
+    return {}
 
 
 class Runner:
@@ -58,7 +77,9 @@ class Runner:
         t0 = time.perf_counter()
 
         def train() -> dict[str, Any]:
-            return trainer.run(method, task).metrics()
+            result = trainer.run(method, task)
+            result.extra.update(method_extras(method, task))
+            return result.metrics()
 
         metrics, reused = self.store.run(config, train, experiment=self.experiment,
                                          label=method.label, resume=self.resume)

@@ -8,8 +8,9 @@ Implemented with a gradient reversal layer of coefficient μ_p = 2/(1+exp(−γp
 and D: D minimises the binary cross-entropy of the domain labels (target 1, source 0) and F
 receives −μ times its gradient. ``trade_off`` scales the domain loss.
 
+``gate=True`` gives DANN_gate (reference 1.3): the augmented discriminator D(h, y) replaces D.
 Twin DANN_T: the labeled target plays the source's role (classification loss and the source
-side of D), the unlabeled target is D's target side (the default source-free view).
+side of D), the unlabeled target is D's target side.
 """
 
 from __future__ import annotations
@@ -20,56 +21,43 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.task import Batch, TrainData
-from ..engine.schedules import ramp
-from ..engine.types import StepOutput
-from ..errors import ConfigError
-from .base import Method, register_method
+from ..data.task import TrainData
+from .adaptation import AdaptationMethod, Features
+from .base import register_method
 from .components import DomainDiscriminator, grad_reverse
 
 
 @register_method("dann", "domain-adversarial training with a gradient reversal layer")
-class DANN(Method):
-    streams_used = ("source", "target_labeled", "target_unlabeled")
+class DANN(AdaptationMethod):
+    gate_replaces_alignment = True
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
-                 source_free: bool = False, trade_off: float = 1.0, hidden: int = 1024,
-                 ramp_gamma: float = 10.0) -> None:
-        super().__init__(model, model_options, source_free)
-        self.trade_off = trade_off
+                 source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
+                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 hidden: int = 1024) -> None:
+        super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
+                         gate_options)
         self.hidden = hidden
-        self.ramp_gamma = ramp_gamma
 
-    def build(self, data: TrainData, trainer: Any) -> None:
-        if len(data.target_unlabeled) == 0:
-            raise ConfigError(
-                f"{self.label} needs unlabeled target samples for its discriminator, but the "
-                "task has none (labeled_percent=100?); lower labeled_percent."
+    def build_alignment(self, data: TrainData) -> None:
+        if not self.gate:
+            self.extra_modules_["discriminator"] = DomainDiscriminator(
+                self.model_.feature_dim, self.hidden
             )
-        self.extra_modules_["discriminator"] = DomainDiscriminator(
-            self.model_.feature_dim, self.hidden
-        )
 
-    def training_step(self, batches: Mapping[str, Batch], progress: float) -> StepOutput:
-        labeled = self.labeled_batches(batches)  # source (or T_L in the twin), then T_L
-        unlabeled = batches["target_unlabeled"]
-        xs = [b.x for b in labeled]
-        h = self.model_.features(torch.cat([*xs, unlabeled.x]))
-        n_lab = sum(len(x) for x in xs)
-        logits = self.model_.head(h[:n_lab]).float()
-        ce = logits.new_zeros(())
-        start = 0
-        for b in labeled:
-            ce = ce + F.cross_entropy(logits[start : start + len(b.x)], b.y)
-            start += len(b.x)
-        mu = ramp(progress, self.ramp_gamma)
-        n_src = len(labeled[0].x)
-        h_src, h_tgt = h[:n_src], h[n_lab:]
-        d = self.extra_modules_["discriminator"](
-            grad_reverse(torch.cat([h_src, h_tgt]), mu)
-        ).float()
-        domain = torch.cat([torch.zeros(n_src), torch.ones(len(h_tgt))]).to(d.device)
-        adv = F.binary_cross_entropy_with_logits(d[:n_src], domain[:n_src]) + \
-            F.binary_cross_entropy_with_logits(d[n_src:], domain[n_src:])
-        loss = ce + self.trade_off * adv
-        return StepOutput(loss, {"ce": ce.detach(), "adv": adv.detach(), "mu": mu})
+    def alignment_loss(self, feats: Features) -> torch.Tensor:
+        return domain_adversarial_loss(self.extra_modules_["discriminator"],
+                                       feats.h_src, feats.h_unl, feats.mu)
+
+
+def domain_adversarial_loss(discriminator: torch.nn.Module, h_src: torch.Tensor,
+                            h_tgt: torch.Tensor, coeff: float,
+                            source_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE of D on reversed features: E_S[−log(1 − D)] (optionally weighted) + E_T[−log D]."""
+    d = discriminator(grad_reverse(torch.cat([h_src, h_tgt]), coeff)).float()
+    d_src, d_tgt = d[: len(h_src)], d[len(h_src) :]
+    src = F.binary_cross_entropy_with_logits(d_src, torch.zeros_like(d_src), reduction="none")
+    if source_weights is not None:
+        src = src * source_weights
+    tgt = F.binary_cross_entropy_with_logits(d_tgt, torch.ones_like(d_tgt))
+    return src.mean() + tgt

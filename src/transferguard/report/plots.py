@@ -68,3 +68,24 @@ def sample_grid(
         ax.set_yticklabels(d.classes, fontsize=6)
         ax.set_xticks([])
     save_figure(fig, path)
+
+
+def harmful_grid(task, report, path: str | os.PathLike[str], n: int = 32) -> None:
+    """The ``n`` source samples with the lowest gate weight, each titled with its observed
+    label, its clean label and ω (red when the label is really wrong)."""
+    plt = _pyplot()
+    source = task.train_data().source
+    items = report.most_harmful[:n]
+    cols = 8
+    rows = max(1, (len(items) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.45), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, item in zip(axes.flat, items):
+        img = source.images[item["index"]]
+        img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+        ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+        colour = "red" if item["label_wrong"] else "black"
+        ax.set_title(f"{item['label']}→{item['clean_label']} ω={item['weight']:.2f}",
+                     fontsize=6, color=colour)
+    save_figure(fig, path)
