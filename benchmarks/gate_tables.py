@@ -178,9 +178,7 @@ def overhead(repeats: int = 3, iterations: int = 200) -> list[str]:
             tr = tg.Trainer(iterations=iterations, batch_size=32, progress=False,
                             select="last", seed=r, log_every=iterations)
             m = tg.create_method("dann", gate=gate, gate_options=GATE_OPTIONS if gate else {})
-            t0 = time.perf_counter()
-            tr.fit(m, data)
-            times[gate].append((time.perf_counter() - t0) / iterations)
+            times[gate].append(tr.fit(m, data).loop_seconds / iterations)
     plain, gated = statistics.median(times[False]), statistics.median(times[True])
     return ["### Step time of the gate", "",
             f"DANN {plain * 1000:.1f} ms/step, DANN+gate {gated * 1000:.1f} ms/step: ratio "

@@ -103,3 +103,32 @@ def test_cli_ntg_runs(tmp_path, capsys):
 
 def test_public_api_lists():
     assert "dann" in tg.list_methods() and "lenet" in tg.list_models()
+
+
+TINY_FLAGS = ["--source", "mnist", "--target", "uci-digits", "--labeled", "20",
+              "--iterations", "3", "--batch-size", "8", "--input-size", "16"]
+
+
+def test_cli_ntg_with_the_gate(tmp_path, capsys):
+    assert main(["ntg", *TINY_FLAGS, "--method", "dan", "--gate", "--eps", "0.5",
+                 "--seeds", "0", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "dan+gate" in out and "dan_T" in out
+
+
+def test_cli_harmful_lists_samples_and_draws_them(tmp_path, capsys):
+    grid = tmp_path / "harmful.png"
+    assert main(["harmful", *TINY_FLAGS, "--eps-y", "0.5", "--eps-x", "0", "--top", "5",
+                 "--grid", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert "AUROC" in out and "small-loss baseline" in out and "clean label" in out
+    assert grid.exists() and grid.stat().st_size > 1000
+
+
+def test_cli_cutpoint_table_and_plot(tmp_path, capsys):
+    plot = tmp_path / "cut.png"
+    assert main(["cutpoint", *TINY_FLAGS, "--seeds", "0", "--pretrain-iterations", "3",
+                 "--plot", str(plot), "--out", str(tmp_path / "cp")]) == 0
+    out = capsys.readouterr().out
+    assert "cutting point" in out and "(scratch)" in out and plot.exists()
+    assert len(list((tmp_path / "cp" / "pretrained").glob("*.pt"))) == 1  # cached source

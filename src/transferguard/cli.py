@@ -5,6 +5,7 @@
     transferguard run CONFIG.yaml             one experiment from a validated config
     transferguard ntg --source ... --method   the negative transfer gap from flags
     transferguard harmful --source ... --eps  the source samples the gate finds harmful
+    transferguard cutpoint --source ...       target accuracy against the blocks transferred
     transferguard show RUNS_DIR               a table of the recorded runs
     transferguard demo                        negative vs positive transfer on built-in digits
 """
@@ -77,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--top", type=int, default=20, help="how many samples to list")
     h.add_argument("--grid", metavar="PNG", help="save the most harmful samples as an image")
     h.set_defaults(func=cmd_harmful)
+
+    c = sub.add_parser("cutpoint", help="transfer the first k blocks, frozen or fine-tuned, "
+                                        "for every k (Yosinski et al.)")
+    _task_flags(c, method_required=False)
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--pretrained", help="source network checkpoint (default: pre-train one "
+                                        "per seed on the source, cached under OUT/pretrained)")
+    c.add_argument("--pretrain-iterations", type=int, default=None)
+    c.add_argument("--plot", metavar="PNG", help="save the accuracy-vs-k plot")
+    c.add_argument("--out", default="runs/cutpoint", help="run store directory")
+    c.add_argument("--resume", action="store_true")
+    c.set_defaults(func=cmd_cutpoint)
 
     s = sub.add_parser("show", help="table of the runs recorded in a directory")
     s.add_argument("runs_dir")
@@ -246,6 +259,35 @@ def cmd_harmful(args: argparse.Namespace) -> int:
 
         harmful_grid(task, report, args.grid)
         print(f"\nmost harmful samples drawn to {args.grid}")
+    return 0
+
+
+def cmd_cutpoint(args: argparse.Namespace) -> int:
+    from .analysis import cut_point_sweep
+    from .engine import Trainer
+    from .experiments import Runner, RunStore, pretrained_checkpoint
+
+    cfg = _config_from_flags(args, "cutpoint", args.seeds)
+    task = cfg.task.build(seed=args.seeds[0])
+    trainer = Trainer(cfg.trainer)
+    out = Path(args.out)
+
+    def source(seed: int) -> str:
+        if args.pretrained:
+            return args.pretrained
+        return pretrained_checkpoint(task.with_seed(seed), trainer, out / "pretrained",
+                                     model=args.model, iterations=args.pretrain_iterations)
+
+    runner = Runner(RunStore(out), trainer, "cutpoint", args.resume, print)
+    result = cut_point_sweep(task, source, model=args.model, seeds=args.seeds, run=runner)
+    print()
+    print(result.table())
+    if args.plot:
+        from .report.plots import cutpoint_plot
+
+        cutpoint_plot(result, args.plot, f"{args.source} -> {args.target}, "
+                                         f"L = {args.labeled:g}%")
+        print(f"\nplot written to {args.plot}")
     return 0
 
 

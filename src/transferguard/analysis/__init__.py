@@ -1,5 +1,6 @@
 """Analysis: measuring transfer (NTG) and, later, explaining what was transferred."""
 
+from .cutpoint import CutPointResult, cut_point_sweep
 from .harmful import HarmfulSourceReport, auroc, harmful_source_report
 from .ntg import (
     INCONCLUSIVE,
@@ -14,10 +15,12 @@ __all__ = [
     "INCONCLUSIVE",
     "NEGATIVE",
     "POSITIVE",
+    "CutPointResult",
     "HarmfulSourceReport",
     "NTGResult",
     "auroc",
     "confidence_interval",
+    "cut_point_sweep",
     "harmful_source_report",
     "negative_transfer_gap",
 ]

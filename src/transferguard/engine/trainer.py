@@ -56,6 +56,7 @@ class TrainableMethod(Protocol):
     def prepare(self, data: TrainData, trainer: Trainer) -> None: ...
     def streams(self) -> tuple[str, ...]: ...
     def can_train(self, data: TrainData) -> str | None: ...
+    def set_train_mode(self) -> None: ...
     def modules(self) -> dict[str, nn.Module]: ...
     def param_groups(self) -> list[dict[str, Any]]: ...
     def training_step(self, batches: Mapping[str, Any], progress: float) -> StepOutput: ...
@@ -164,14 +165,14 @@ class Trainer:
         has_val = len(data.target_val) > 0 and cfg.select == "val"
         combiner = getattr(method, "gradient_combiner", None)
         bar = self._progress_bar(method.name, start)
+        t_loop = time.perf_counter()
         for step in range(start, cfg.iterations):
             p = step / cfg.iterations
             factor = lr_factor(cfg.schedule, p)
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * factor
             batches = {name: self._layout(s.next()) for name, s in streams.items()}
-            for m in modules.values():
-                m.train()
+            method.set_train_mode()
             with self._autocast():
                 out = method.training_step(batches, p)
             if not torch.isfinite(out.loss.detach()):
@@ -207,6 +208,7 @@ class Trainer:
                 self._save_training_state(ckpt, done, modules, optimizer, streams, best, history)
             if bar is not None:
                 bar.update(1)
+        loop_seconds = time.perf_counter() - t_loop
         if bar is not None:
             bar.close()
         if ckpt is not None:
@@ -220,6 +222,7 @@ class Trainer:
             method.name, cfg.iterations, trained=True, best_step=best["step"],
             val_accuracy=best["acc"] if has_val else None, history=history,
             seconds=time.perf_counter() - t0, best_state=best["state"] if has_val else None,
+            loop_seconds=loop_seconds,
         )
 
     def run(self, method: TrainableMethod, task: TransferTask) -> RunResult:

@@ -58,6 +58,8 @@ class FitResult:
     seconds: float = 0.0
     note: str = ""
     best_state: dict[str, Any] | None = None
+    #: time of the training loop alone (no set-up, earlier stages or final bookkeeping)
+    loop_seconds: float = 0.0
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Experiments: configs, the run store, the runner and the demo."""
 
 from .config import ExperimentConfig, TaskConfig, config_from_dict, load_config
+from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
 
@@ -14,6 +15,7 @@ __all__ = [
     "config_from_dict",
     "config_key",
     "load_config",
+    "pretrained_checkpoint",
     "run_experiment",
     "runs_table",
 ]

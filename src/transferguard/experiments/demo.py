@@ -43,8 +43,8 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("clean source, L=2%", "syndigits", "mnist", 0.0, 2, (("dann", {}),)),
-    Scenario("noisy source (eps=0.9), L=50%", "syndigits", "mnist", 0.9, 50,
+    Scenario("clean source, L=5%", "mnist", "mnist-m", 0.0, 5, (("dann", {}),)),
+    Scenario("perturbed source (eps=1), L=50%", "syndigits", "mnist", 1.0, 50,
              (("dann", {}), ("dann", {"gate": True}))),
 )
 

@@ -23,13 +23,11 @@ and the source loss is weighted by ω. Twin ADDA_T: both stages on the source-fr
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call
 
 from ..data.task import Batch, TrainData
@@ -38,27 +36,9 @@ from ..engine.types import StepOutput
 from ..errors import ConfigError
 from .adaptation import AdaptationMethod
 from .base import register_method
-from .components import DomainDiscriminator
+from .components import DomainDiscriminator, FrozenEncoder
 from .dann import domain_adversarial_loss
 from .joint import Joint
-
-
-class FrozenEncoder(nn.Module):
-    """A copy of F_s that never trains and always runs in eval mode."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = copy.deepcopy(encoder)
-        for p in self.encoder.parameters():
-            p.requires_grad_(False)
-        self.encoder.eval()
-
-    def train(self, mode: bool = True) -> FrozenEncoder:
-        return super().train(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.encoder(x)
 
 
 @register_method("adda", "adversarial discriminative adaptation with untied encoders")

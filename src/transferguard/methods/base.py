@@ -117,6 +117,11 @@ class Method:
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model_, **self.extra_modules_}
 
+    def set_train_mode(self) -> None:
+        """Put the modules in training mode before a step (frozen parts may stay in eval)."""
+        for m in self.modules().values():
+            m.train()
+
     def param_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(m.parameters())} for m in self.modules().values()]
 

@@ -5,7 +5,10 @@
               the backbone learning rate scaled by ``backbone_lr_mult`` (0.1)
 
 ``pretrained`` skips stage 1 and loads a checkpoint instead: a file written by
-``Trainer.save_checkpoint`` or ``torch.save(model.state_dict())`` (weights_only=True).
+``Trainer.save_checkpoint``, :func:`pretrain_source` or ``torch.save(model.state_dict())``
+(loaded with weights_only=True). ``pretrain_aux_weight`` = B > 0 pre-trains with the binary
+auxiliary partition loss (:mod:`.aux`, methods reference section 6); only the backbone is
+transferred, never the auxiliary head.
 
 Twin (the same recipe from random initialisation): stage 1 is skipped and the backbone
 learns at the full rate, because a reduced rate only makes sense for pre-trained weights
@@ -23,7 +26,6 @@ from ..data.task import Batch, TrainData
 from ..engine.types import StepOutput
 from ..errors import CheckpointError
 from .base import Method, register_method, supervised_loss
-from .source_only import SourceOnly
 
 
 @register_method("finetune", "pre-train on the source, fine-tune on the labeled target")
@@ -32,11 +34,14 @@ class FineTune(Method):
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, backbone_lr_mult: float = 0.1,
-                 pretrain_iterations: int | None = None, pretrained: str | None = None) -> None:
+                 pretrain_iterations: int | None = None, pretrained: str | None = None,
+                 pretrain_aux_weight: float = 0.0, partition_seed: int = 0) -> None:
         super().__init__(model, model_options, source_free)
         self.backbone_lr_mult = backbone_lr_mult
         self.pretrain_iterations = pretrain_iterations
         self.pretrained = pretrained
+        self.pretrain_aux_weight = pretrain_aux_weight
+        self.partition_seed = partition_seed
 
     def streams(self) -> tuple[str, ...]:
         return ("source",) if self.source_free else ("target_labeled",)
@@ -44,27 +49,38 @@ class FineTune(Method):
     def prepare(self, data: TrainData, trainer: Any) -> None:
         if self.source_free:
             return
-        if self.pretrained:
-            self.source_model_state_ = load_model_state(self.pretrained)
-        else:
-            pre = SourceOnly(self.model, self.model_options)
-            iters = self.pretrain_iterations or trainer.config.iterations
-            trainer.with_options(iterations=iters, select="last", checkpoint_dir=None).fit(
-                pre, data.only_source()
-            )
-            self.source_model_state_ = pre.model_.state_dict()
+        self.source_model_state_ = self.source_state(data, trainer)
         self.load_source_backbone()
         self.model_.reset_head()
 
-    def load_source_backbone(self) -> None:
+    def source_state(self, data: TrainData, trainer: Any) -> dict[str, torch.Tensor]:
+        """The pre-trained source model: given in memory, loaded, or trained now."""
+        given = getattr(self, "initial_state_", None)
+        if given is not None:
+            return given
+        if self.pretrained:
+            return load_model_state(self.pretrained)
+        return pretrain_source(data, trainer, self.model, self.model_options,
+                               self.pretrain_iterations, self.pretrain_aux_weight,
+                               self.partition_seed)
+
+    def load_source_backbone(self, blocks: list[str] | None = None) -> None:
+        """Copy the source backbone (or only the named blocks) into the model."""
         backbone = {k.removeprefix("backbone."): v for k, v in self.source_model_state_.items()
                     if k.startswith("backbone.")}
+        if blocks is not None:
+            backbone = {k: v for k, v in backbone.items() if k.split(".")[0] in blocks}
         try:
-            self.model_.backbone.load_state_dict(backbone)
+            self.model_.backbone.load_state_dict(backbone, strict=blocks is None)
         except RuntimeError as exc:
             raise CheckpointError(
                 f"the pre-trained weights do not fit model {self.model!r}: {exc}"
             ) from exc
+
+    def twin(self) -> Method:
+        return FineTune(self.model, self.model_options, source_free=True,
+                        backbone_lr_mult=self.backbone_lr_mult,
+                        pretrain_iterations=self.pretrain_iterations)
 
     def param_groups(self) -> list[dict[str, Any]]:
         mult = 1.0 if self.source_free else self.backbone_lr_mult
@@ -78,6 +94,28 @@ class FineTune(Method):
     def training_step(self, batches: Mapping[str, Batch], progress: float) -> StepOutput:
         loss, logs = supervised_loss(self.model_, self.labeled_batches(batches))
         return StepOutput(loss, logs)
+
+
+def pretrain_source(data: TrainData, trainer: Any, model: str = "lenet",
+                    model_options: Mapping[str, Any] | None = None,
+                    iterations: int | None = None, aux_weight: float = 0.0,
+                    partition_seed: int = 0) -> dict[str, torch.Tensor]:
+    """Train a model on the source alone (the Trainer's loop) and return its state dict.
+
+    ``aux_weight`` > 0 adds the binary auxiliary partition loss of :mod:`.aux`.
+    """
+    from .aux import SourceBinaryAux
+    from .source_only import SourceOnly
+
+    if aux_weight > 0:
+        pre: Method = SourceBinaryAux(model, model_options, aux_weight=aux_weight,
+                                      partition_seed=partition_seed)
+    else:
+        pre = SourceOnly(model, model_options)
+    iters = iterations or trainer.config.iterations
+    trainer.with_options(iterations=iters, select="last", checkpoint_dir=None).fit(
+        pre, data.only_source())
+    return {k: v.detach().clone() for k, v in pre.model_.state_dict().items()}
 
 
 def load_model_state(path: str) -> dict[str, torch.Tensor]:

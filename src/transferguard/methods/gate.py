@@ -36,6 +36,8 @@ reversal layer of coefficient μ (the DANN alignment). Documented, configurable 
   iterations: DANN NTG +4.4, paper-pure gate +10.2 (one seed collapsed), gate with the
   posterior +0.9 (docs/results/gate_tables.md has the full tables). The method passes the
   logits.
+- ``lr_mult`` scales the learning rate of the gate's discriminator (default 1; 3x made
+  training collapse in our digits runs, so raise it with care).
 - ``pseudo_label=τ`` (an extension, off by default): unlabeled target samples whose predicted
   class has probability >= τ join the target side of the joint term with that class, so D
   sees many more target pairs than the few labeled ones.

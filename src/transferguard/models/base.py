@@ -18,12 +18,14 @@ class TransferModel(nn.Module):
     - ``forward(x)`` returns C(F(x)) logits;
     - ``blocks`` names F's stages in input-to-output order (``conv1``, ``layer1`` ...): the
       unit of the cut-point sweep and of per-module analyses;
+    - ``map_blocks`` names the blocks whose outputs are spatial feature maps worth
+      regularising or comparing (DELTA, distillation, CKA); by default all but the last;
     - ``reset_head()`` re-initialises C (fine-tuning starts with a fresh classifier).
     """
 
     def __init__(
         self, backbone: nn.Module, feature_dim: int, num_classes: int, blocks: list[str],
-        arch: str,
+        arch: str, map_blocks: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -31,6 +33,7 @@ class TransferModel(nn.Module):
         self.feature_dim = int(feature_dim)
         self.num_classes = int(num_classes)
         self.blocks = list(blocks)
+        self.map_blocks = list(map_blocks) if map_blocks is not None else self.blocks[:-1]
         self.arch = arch
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

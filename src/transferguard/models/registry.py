@@ -15,7 +15,7 @@ from .base import TransferModel
 ModelFn = Callable[..., TransferModel]
 MODELS: Registry[ModelFn] = Registry("model")
 
-MODELS.add("lenet", _lenet.lenet, "LeNet-style CNN for digits (conv32-conv48-fc100)")
+MODELS.add("lenet", _lenet.lenet, "LeNet-style CNN for digits (conv32-BN-conv48-BN-fc100)")
 MODELS.add("resnet18", _tv.resnet18, "torchvision ResNet-18 (local weights only)")
 MODELS.add("resnet50", _tv.resnet50, "torchvision ResNet-50 (local weights only)")
 MODELS.add("mobilenet_v2", _tv.mobilenet_v2, "torchvision MobileNetV2 (local weights only)")

@@ -86,7 +86,7 @@ def _resnet(arch: str, num_classes: int, in_channels: int, weights: str | None,
             net.conv1.weight.data = old.weight.data.sum(1, keepdim=True)
     feat = net.fc.in_features
     blocks = ["conv1", "layer1", "layer2", "layer3", "layer4"]
-    return TransferModel(_ResNetFeatures(net), feat, num_classes, blocks, arch)
+    return TransferModel(_ResNetFeatures(net), feat, num_classes, blocks, arch, blocks[1:])
 
 
 def resnet18(num_classes: int, in_channels: int = 3, input_size: int = 224,
@@ -116,5 +116,6 @@ def mobilenet_v2(num_classes: int, in_channels: int = 3, input_size: int = 224,
     # blocks: the stem, then the 7 inverted-residual stages of the MobileNetV2 paper, then
     # the last 1x1 conv, named by their index in torchvision's ``features``
     blocks = [f"features.{i}" for i in range(len(net.features))]
+    maps = ["features.3", "features.6", "features.13", "features.17"]  # one per resolution
     return TransferModel(_MobileNetFeatures(net), net.last_channel, num_classes, blocks,
-                         "mobilenet_v2")
+                         "mobilenet_v2", maps)

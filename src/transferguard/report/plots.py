@@ -89,3 +89,33 @@ def harmful_grid(task, report, path: str | os.PathLike[str], n: int = 32) -> Non
         ax.set_title(f"{item['label']}→{item['clean_label']} ω={item['weight']:.2f}",
                      fontsize=6, color=colour)
     save_figure(fig, path)
+
+
+def cutpoint_plot(result, path: str | os.PathLike[str], title: str = "") -> None:
+    """Target accuracy against the number of transferred blocks k, frozen and fine-tuned,
+    with the from-scratch baseline (mean ± sd over seeds)."""
+    import statistics
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    ks = list(range(len(result.blocks) + 1))
+    base = statistics.fmean(result.scratch)
+    ax.axhline(base, color="grey", ls="--", lw=1, label="from scratch (k=0)")
+    for mode, style in (("frozen", "o-"), ("finetuned", "s-")):
+        per_k = result.accuracy.get(mode)
+        if not per_k:
+            continue
+        means = [base] + [statistics.fmean(per_k[k]) for k in ks[1:]]
+        sds = [0.0] + [statistics.stdev(per_k[k]) if len(per_k[k]) > 1 else 0.0
+                       for k in ks[1:]]
+        ax.errorbar(ks, means, yerr=sds, fmt=style, capsize=3, label=mode)
+    ax.set_xticks(ks)
+    ax.set_xticklabels(["0"] + [f"{k}\n{b}" for k, b in zip(ks[1:], result.blocks)],
+                       fontsize=7)
+    ax.set_xlabel("blocks transferred from the source (k)")
+    ax.set_ylabel("target test accuracy (%)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)

@@ -1,0 +1,93 @@
+"""DTNH: "Towards Making Deep Transfer Learning Never Hurt" (Wan et al., ICDM 2019),
+methods reference section 2.
+
+Regularised fine-tuning minimises L_emp(w) + α Ω(w, w*); the regulariser's gradient can point
+against the empirical one and block progress on the target. DTNH computes the two gradients
+separately and removes, per parameter tensor, the regulariser's component along the
+empirical gradient:
+
+    g_E = ∇_w L_emp,   g_R = α_t ∇_w Ω
+    g_R^∥ = (⟨g_R, g_E⟩ / ‖g_E‖²) g_E
+    d = g_E + (g_R − g_R^∥)                      so that ⟨d, g_E⟩ = ‖g_E‖² > 0
+
+- ``mode="always"`` decomposes every step (the authors' GrOD code);
+  ``mode="on_conflict"`` only when ⟨g_R, g_E⟩ < 0, else d = g_E + g_R (⟨d, g_E⟩ >= ‖g_E‖²);
+- per tensor of the shared backbone; the classifier head is left out (``d = g_E + g_R``);
+- the first step is not modified (the reference's ``start_flag``);
+- weight decay stays in the optimiser and is not projected;
+- L2-SP's g_R is closed form (``method.closed_form_gradients()``, no second backward pass);
+  feature regularisers (DELTA, KD, BSS) take a second backward pass over the same graph.
+
+The Trainer calls :meth:`DTNH.backward` instead of ``loss.backward()`` when the method has a
+``gradient_combiner``; the optimiser then steps on ``d``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..engine.types import StepOutput
+from ..errors import ConfigError
+
+DTNH_MODES = ("always", "on_conflict")
+
+
+class DTNH:
+    """The gradient combiner. ``conflict_rate`` reports how often ⟨g_R, g_E⟩ < 0 was seen."""
+
+    def __init__(self, mode: str = "always", eps: float = 1e-12, skip_first: bool = True) -> None:
+        if mode not in DTNH_MODES:
+            raise ConfigError(f"DTNH mode must be one of {DTNH_MODES}, got {mode!r}.")
+        self.mode, self.eps, self.skip_first = mode, eps, skip_first
+        self.steps = 0
+        self.conflicts = 0
+        self.checked = 0
+
+    @property
+    def conflict_rate(self) -> float:
+        return self.conflicts / max(1, self.checked)
+
+    def combine(self, g_e: torch.Tensor, g_r: torch.Tensor) -> torch.Tensor:
+        """d for one tensor of the shared backbone."""
+        dot = (g_e * g_r).sum()
+        self.checked += 1
+        conflict = bool(dot < 0)
+        self.conflicts += conflict
+        if self.mode == "always" or conflict:
+            g_r = g_r - dot / (g_e.pow(2).sum() + self.eps) * g_e
+        return g_e + g_r
+
+    def backward(self, out: StepOutput, method: Any) -> None:
+        if out.empirical is None:
+            raise ConfigError(f"{method.label}: DTNH needs the empirical loss and the "
+                              "regulariser separately (StepOutput.empirical / .regularizer).")
+        model = method.model_
+        shared = [p for p in model.backbone.parameters() if p.requires_grad]
+        rest = [p for p in model.head.parameters() if p.requires_grad]
+        rest += [p for k, m in method.extra_modules_.items() for p in m.parameters()
+                 if p.requires_grad]
+        params = shared + rest
+        closed = method.closed_form_gradients() if hasattr(method, "closed_form_gradients") \
+            else None
+        reg = out.regularizer
+        need_graph = closed is None and reg is not None and reg.requires_grad
+        g_e = torch.autograd.grad(out.empirical, params, retain_graph=need_graph,
+                                  allow_unused=True)
+        if closed is not None:
+            g_r = [closed.get(p) for p in params]
+        elif need_graph:
+            g_r = list(torch.autograd.grad(reg, params, allow_unused=True))
+        else:
+            g_r = [None] * len(params)
+        modify = not (self.skip_first and self.steps == 0)
+        for i, (p, ge, gr) in enumerate(zip(params, g_e, g_r)):
+            ge = torch.zeros_like(p) if ge is None else ge
+            if gr is None:
+                p.grad = ge.detach().clone()
+            elif i < len(shared) and modify:
+                p.grad = self.combine(ge, gr).detach()
+            else:
+                p.grad = (ge + gr).detach()
+        self.steps += 1
