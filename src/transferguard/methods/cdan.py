@@ -74,4 +74,4 @@ class CDAN(AdaptationMethod):
             w = 1 + torch.exp(-ent)
             w = torch.cat([w[:n] / w[:n].mean(), w[n:] / w[n:].mean()])
             loss = loss * w
-        return loss[:n].mean() + loss[n:].mean()
+        return 0.5 * (loss[:n].mean() + loss[n:].mean())

@@ -28,6 +28,8 @@ reversal layer of coefficient μ (the DANN alignment). Documented, configurable 
   needs no correction; ``normalize=True`` rescales ω to mean 1 per source batch.
 - ω is always queried with the *labeled* pair D(F(x_s), y_s), never the nil one, and with D
   in eval mode (no dropout noise in the weights).
+- Each term is a mean BCE over its pairs, ½(E_T + E_S), as DANN's domain loss is (see
+  :mod:`.dann`); the scale does not change D's optimum, hence not ω.
 - ``posterior=True`` (default; an extension of the paper, ``posterior=False`` is the
   paper's D): D also sees the classifier's detached log-posterior log p_C(·|x). The ratio
   factorises as [P_T(x)/P_S(x)]·[P_T(y|x)/P_S(y|x)], and the second factor is what a wrong
@@ -188,16 +190,16 @@ class Gate(nn.Module):
         logits = self.discriminator(torch.cat(parts), torch.cat(labels)).float()
         sizes = [len(p) for p in parts]
         chunks = torch.split(logits, sizes)
-        marginal = _bce(chunks[0], 0.0) + _bce(chunks[1], 1.0)
+        marginal = 0.5 * (_bce(chunks[0], 0.0) + _bce(chunks[1], 1.0))
         logs = {"gate_marginal": marginal.detach()}
         joint = marginal.new_zeros(())
         if n_lab:
             j_src, j_lab = chunks[2], chunks[3]
             if self.joint_loss == "balanced":
-                joint = _bce(j_src, 0.0) + _bce(j_lab, 1.0)
+                joint = 0.5 * (_bce(j_src, 0.0) + _bce(j_lab, 1.0))
             else:
                 target = torch.cat([torch.zeros_like(j_src), torch.ones_like(j_lab)])
-                joint = 2 * F.binary_cross_entropy_with_logits(torch.cat([j_src, j_lab]), target)
+                joint = F.binary_cross_entropy_with_logits(torch.cat([j_src, j_lab]), target)
             logs["gate_joint"] = joint.detach()
         w = self.weights(h_src, y_src, n_lab)
         logs["gate_w_mean"] = w.mean()
