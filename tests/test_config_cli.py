@@ -45,6 +45,15 @@ def test_bad_values_name_the_key_and_the_expected_kind():
         config_from_dict({**TINY, "method": {"name": "dann", "model": "vgg"}})
     with pytest.raises(ConfigError, match="not both"):
         config_from_dict({**TINY, "methods": ["dann"]})
+    with pytest.raises(ConfigError, match=r"gate_options: unknown option\(s\) \['lamda'\]"):
+        config_from_dict({**TINY, "method": {"name": "dann", "gate": True,
+                                             "gate_options": {"lamda": 1}}})
+    with pytest.raises(ConfigError, match=r"model_options: unknown option\(s\) \['widht'\]"):
+        config_from_dict({**TINY, "method": {"name": "dann", "model_options": {"widht": 2}}})
+    with pytest.raises(ConfigError, match="seeds repeat"):
+        config_from_dict({**TINY, "seeds": [0, 0, 0]})
+    with pytest.raises(ConfigError, match="log_every must be >= 1"):
+        config_from_dict({**TINY, "trainer": {"log_every": 0}})
 
 
 def test_yaml_config_end_to_end_and_resume(tmp_path, capsys):

@@ -167,6 +167,33 @@ def test_cut_transfer_freezes_exactly_the_first_k_blocks(freeze, tiny_task, sour
         assert torch.equal(bn.running_mean, src["backbone.conv1.1.running_mean"])
 
 
+@pytest.mark.parametrize("model", tg.list_models())
+def test_cut_transfer_copies_exactly_the_first_k_blocks_of_every_model(model, tmp_path):
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=20, source_size=64,
+                           spec=tg.InputSpec(3, 32))
+    data = task.train_data()
+    torch.manual_seed(0)
+    source = tg.create_model(model, 10, 3, 32)
+    path = tmp_path / "src.pt"
+    torch.save(source.state_dict(), path)
+    k = 2
+    m = tg.create_method("cut_transfer", model=model, pretrained=str(path), blocks=k)
+    tr = tg.Trainer(iterations=1, batch_size=4, progress=False)
+    torch.manual_seed(1)  # another initialisation than the source's
+    m.setup(data, tr)
+    m.prepare(data, tr)
+    for i, name in enumerate(m.model_.blocks):
+        ours = m.model_.block(name).state_dict()
+        theirs = source.backbone.get_submodule(name).state_dict()
+        same = [torch.equal(ours[key], theirs[key]) for key in ours
+                if ours[key].is_floating_point() and ours[key].numel() > 1]
+        if i < k:
+            assert all(same), f"{name} was not copied"
+            assert all(not p.requires_grad for p in m.model_.block(name).parameters())
+        elif same:
+            assert not all(same), f"{name} was copied but should be re-initialised"
+
+
 def test_cut_transfer_rejects_too_many_blocks(tiny_task, source_ckpt):
     tr = tg.Trainer(iterations=2, batch_size=8, progress=False)
     with pytest.raises(ConfigError, match="only 3 blocks"):
@@ -174,16 +201,23 @@ def test_cut_transfer_rejects_too_many_blocks(tiny_task, source_ckpt):
                tiny_task.train_data())
 
 
-def test_cut_point_result_best_and_cutting_point():
-    r = CutPointResult(["conv1", "conv2", "fc"], [0, 1], [80.0, 82.0],
-                       {"frozen": {1: [83.0, 83.0], 2: [81.5, 81.0], 3: [70.0, 72.0]},
-                        "finetuned": {1: [84.0, 86.0], 2: [85.0, 85.5], 3: [84.0, 84.0]}})
-    assert r.best == (2, "finetuned", 85.25)
-    # frozen k=1 (83.0) and k=2 (81.25) are not below scratch (81.0); k=3 (71.0) is
-    assert r.cut_point == 2
-    r2 = CutPointResult(["a", "b"], [0], [80.0], {"frozen": {1: [79.0], 2: [85.0]}})
-    assert r2.cut_point == 0  # frozen falls below scratch at once
-    assert "best:" in r.table()
+def test_cut_point_choices_are_made_on_validation_not_test():
+    test = {"frozen": {1: [83.0, 83.0], 2: [81.5, 81.0], 3: [70.0, 72.0]},
+            "finetuned": {1: [84.0, 86.0], 2: [85.0, 85.5], 3: [84.0, 84.0]}}
+    val = {"frozen": {1: [90.0, 90.0], 2: [70.0, 70.0], 3: [60.0, 60.0]},
+           "finetuned": {1: [88.0, 88.0], 2: [85.0, 85.0], 3: [86.0, 86.0]}}
+    r = CutPointResult(["conv1", "conv2", "fc"], [0, 1], [80.0, 82.0], test, [80.0, 80.0], val)
+    assert r.best == (1, "frozen", 90.0)  # the validation choice ...
+    assert r.test_of(r.best) == 83.0  # ... reported with its test accuracy
+    assert r.best_oracle == (2, "finetuned", 85.25)  # what choosing on test would give
+    assert r.cut_point == 1  # on validation, frozen k=2 (70) falls below scratch (80)
+    # on test, frozen k=1 (83.0) and k=2 (81.25) are not below scratch (81.0); k=3 is
+    assert r.cut_point_oracle == 2
+    text = r.table()
+    assert "chosen on validation" in text and "Oracle" in text
+    no_val = CutPointResult(["a"], [0], [80.0], {"frozen": {1: [79.0]}}, [None],
+                            {"frozen": {1: [None]}})
+    assert no_val.best is None and no_val.cut_point is None and no_val.cut_point_oracle == 0
 
 
 def test_binary_partition_and_aux_head_absent_after_transfer(tiny_task):

@@ -170,3 +170,13 @@ def test_auroc_against_sklearn():
     y = torch.rand(300, generator=g) < 0.3
     assert auroc(s, y) == pytest.approx(roc_auc_score(y.numpy(), s.numpy()))
     assert auroc(s, torch.zeros(300, dtype=torch.bool)) is None
+
+
+def test_trade_off_with_a_replaced_discriminator_is_refused(tiny_task, fast_trainer):
+    """DANN's trade_off weights the discriminator the gate replaces: a silent no-op, refused."""
+    with pytest.raises(ConfigError, match="mu_max"):
+        fast_trainer.fit(tg.create_method("dann", gate=True, trade_off=0.5),
+                         tiny_task.train_data())
+    # DAN keeps its own alignment term next to the gate, so its trade_off still counts
+    assert fast_trainer.fit(tg.create_method("dan", gate=True, trade_off=0.5),
+                            tiny_task.train_data()).trained

@@ -52,6 +52,22 @@ def test_a_killed_run_leaves_a_whole_row_and_is_redone(tmp_path):
     assert not reused and metrics == {"ok": 2}
 
 
+def test_a_failed_rerun_keeps_the_finished_result(tmp_path):
+    store = RunStore(tmp_path)
+    store.run({"x": 9}, lambda: {"acc": 91.0})
+
+    def crash():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        store.run({"x": 9}, crash, resume=False)  # a re-run that dies half-way
+    [rec] = store.records()
+    assert rec.status == "finished" and rec.metrics == {"acc": 91.0}
+    assert "later re-run failed" in rec.error and "out of memory" in rec.error
+    store.run({"x": 9}, lambda: {"acc": 92.0}, resume=False)  # a successful re-run replaces
+    assert store.records()[0].metrics == {"acc": 92.0}
+
+
 def test_failures_keep_the_error_text_and_other_rows(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     store.run({"x": 1}, lambda: {"acc": 1.0})

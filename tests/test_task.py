@@ -98,6 +98,19 @@ def test_target_splits_are_disjoint_stratified_and_cover_the_target(labeled):
     assert data.target_unlabeled.labels is None
 
 
+def test_unlabeled_pool_option():
+    rest = tg.TransferTask("mnist", "uci-digits", labeled_percent=30, seed=2)
+    pool = tg.TransferTask("mnist", "uci-digits", labeled_percent=30, seed=2, unlabeled="pool")
+    a, b = rest.train_data(), pool.train_data()
+    assert torch.equal(a.target_labeled.indices, b.target_labeled.indices)
+    assert set(b.target_unlabeled.indices.tolist()) == (
+        set(a.target_unlabeled.indices.tolist()) | set(a.target_labeled.indices.tolist()))
+    assert not set(b.target_unlabeled.indices.tolist()) & set(b.target_val.indices.tolist())
+    assert "unlabeled" not in rest.config() and pool.config()["unlabeled"] == "pool"
+    with pytest.raises(DataError, match="unlabeled must be"):
+        tg.TransferTask("mnist", "uci-digits", unlabeled="everything")
+
+
 def test_test_split_is_never_yielded_by_training_streams(tiny_task):
     data = tiny_task.train_data()
     assert not hasattr(data, "target_test") and not hasattr(data, "test")

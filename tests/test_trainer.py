@@ -52,6 +52,10 @@ def test_unknown_and_bad_trainer_options():
         tg.Trainer(optimizer="rmsprop")
     with pytest.raises(ConfigError, match="schedule"):
         tg.Trainer(schedule="linear")
+    for bad in ({"log_every": 0}, {"eval_batch_size": 0}, {"momentum": 1.5},
+                {"max_grad_norm": 0}, {"checkpoint_every": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            tg.Trainer(**bad)
 
 
 def test_schedules():
@@ -83,28 +87,50 @@ def test_checkpoint_roundtrip_and_corruption(tiny_task, fast_trainer, tmp_path):
         fast_trainer.load_checkpoint(m2, tmp_path / "other.pt")
 
 
-class _Killer(TargetOnly):
-    """Raises half-way, like a killed process (after the step-10 checkpoint)."""
+def _killed_at(step: int):
+    """Make the next fit raise at ``step`` (after the step-10 checkpoint), like a kill."""
+    calls = {"n": 0}
 
-    name = "killer"
-    calls = 0
+    def hook(method):
+        real = method.training_step
 
-    def training_step(self, batches, progress):
-        type(self).calls += 1
-        if type(self).calls == 15:
-            raise KeyboardInterrupt
-        return super().training_step(batches, progress)
+        def step_fn(batches, progress):
+            calls["n"] += 1
+            if calls["n"] == step:
+                raise KeyboardInterrupt
+            return real(batches, progress)
+
+        method.training_step = step_fn
+        return method
+
+    return hook
 
 
-def test_resume_from_a_killed_training_gives_the_same_model(tiny_task, tmp_path):
+@pytest.mark.parametrize("name,params", [("target_only", {}), ("dann", {"gate": True}),
+                                         ("l2sp", {"dtnh": True})])
+def test_resume_from_a_killed_training_gives_the_same_model(name, params, tiny_task, tmp_path):
+    """Exact resume, with dropout (the discriminators) and DTNH's step counter too."""
     tr = tg.Trainer(iterations=20, batch_size=8, progress=False, select="last",
                     checkpoint_dir=str(tmp_path), checkpoint_every=10)
     with pytest.raises(KeyboardInterrupt):
-        tr.fit(_Killer(), tiny_task.train_data())
-    resumed = _Killer()
-    _Killer.calls = 100  # no more interruptions
+        tr.fit(_killed_at(15)(tg.create_method(name, **params)), tiny_task.train_data())
+    resumed = tg.create_method(name, **params)
     tr.fit(resumed, tiny_task.train_data(), resume=True)
-    straight = TargetOnly()
+    straight = tg.create_method(name, **params)
     tr.with_options(checkpoint_dir=None).fit(straight, tiny_task.train_data())
     for a, b in zip(resumed.model_.parameters(), straight.model_.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tiny_task, tmp_path):
+    tr = tg.Trainer(iterations=4, batch_size=8, progress=False, checkpoint_dir=str(tmp_path))
+    tr.fit(tg.create_method("target_only"), tiny_task.train_data())
+    [ckpt] = list(tmp_path.glob("*.pt"))
+    other = tr.with_options(seed=1)  # same method, another seed: another file
+    other.fit(tg.create_method("target_only"), tiny_task.train_data(), resume=True)
+    assert len(list(tmp_path.glob("*.pt"))) == 2
+    # a foreign file under this run's name is refused, not silently loaded
+    mine = sorted(set(tmp_path.glob("*.pt")) - {ckpt})[0]
+    mine.write_bytes(ckpt.read_bytes())
+    with pytest.raises(CheckpointError, match="another run"):
+        other.fit(tg.create_method("target_only"), tiny_task.train_data(), resume=True)

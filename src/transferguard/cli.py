@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cutpoint", help="transfer the first k blocks, frozen or fine-tuned, "
                                         "for every k (Yosinski et al.)")
-    _task_flags(c, method_required=False)
+    _task_flags(c, method_required=False, method_flags=False)
+    c.add_argument("--model-option", dest="model_options", action="append", default=[],
+                   metavar="KEY=VALUE", help="a model option, e.g. --model-option "
+                   "weights=resnet18.pth (repeatable)")
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     c.add_argument("--pretrained", help="source network checkpoint (default: pre-train one "
                                         "per seed on the source, cached under OUT/pretrained)")
@@ -105,15 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _task_flags(p: argparse.ArgumentParser, method_required: bool) -> None:
+def _task_flags(p: argparse.ArgumentParser, method_required: bool,
+                method_flags: bool = True) -> None:
     p.add_argument("--source", required=True, help="source domain (see `domains`)")
     p.add_argument("--target", required=True, help="target domain")
-    p.add_argument("--method", required=method_required, default="dann",
-                   help="transfer method (see `transferguard methods`)")
-    p.add_argument("--gate", action="store_true",
-                   help="switch on the discriminator gate (domain-adaptation methods)")
-    p.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
-                   help="a method hyper-parameter, e.g. --set trade_off=0.5 (repeatable)")
+    if method_flags:
+        p.add_argument("--method", required=method_required, default="dann",
+                       help="transfer method (see `transferguard methods`)")
+        p.add_argument("--gate", action="store_true",
+                       help="switch on the discriminator gate (domain-adaptation methods)")
+        p.add_argument("--set", dest="params", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="a method hyper-parameter, e.g. --set trade_off=0.5 (repeatable)")
     p.add_argument("--model", default="lenet", help="model name (default lenet)")
     p.add_argument("--eps", type=float, help="source noise: sets eps_x = eps_y")
     p.add_argument("--eps-x", type=float, help="source image-corruption rate")
@@ -148,8 +154,11 @@ def _config_from_flags(args: argparse.Namespace, name: str, seeds: list[int]) ->
     for key in ("eps", "eps_x", "eps_y"):
         if getattr(args, key) is not None:
             task[key] = getattr(args, key)
-    method = {"name": args.method, "model": args.model, **parse_params(args.params)}
-    if args.gate:
+    method = {"name": getattr(args, "method", "finetune"), "model": args.model,
+              **parse_params(getattr(args, "params", []))}
+    if getattr(args, "model_options", None):
+        method["model_options"] = parse_params(args.model_options)
+    if getattr(args, "gate", False):
         method["gate"] = True
     return config_from_dict({
         "name": name, "task": task, "method": method, "seeds": seeds,
@@ -276,10 +285,13 @@ def cmd_cutpoint(args: argparse.Namespace) -> int:
         if args.pretrained:
             return args.pretrained
         return pretrained_checkpoint(task.with_seed(seed), trainer, out / "pretrained",
-                                     model=args.model, iterations=args.pretrain_iterations)
+                                     model=args.model, iterations=args.pretrain_iterations,
+                                     model_options=cfg.methods[0].get("model_options"))
 
+    model_options = cfg.methods[0].get("model_options")
     runner = Runner(RunStore(out), trainer, "cutpoint", args.resume, print)
-    result = cut_point_sweep(task, source, model=args.model, seeds=args.seeds, run=runner)
+    result = cut_point_sweep(task, source, model=args.model, model_options=model_options,
+                             seeds=args.seeds, run=runner)
     print()
     print(result.table())
     if args.plot:

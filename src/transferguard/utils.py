@@ -6,7 +6,7 @@ import contextlib
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,3 +84,35 @@ def derive_seed(*parts: object) -> int:
 
     h = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str],
+                 markdown: bool = False) -> str:
+    """Align columns; numbers right-aligned. ``markdown=True`` gives a GitHub table."""
+    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_num(r[i]) for r in rows) and rows for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        parts = [c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in
+                 enumerate(zip(r, widths))]
+        return ("| " + " | ".join(parts) + " |") if markdown else "  ".join(parts).rstrip()
+
+    out = [line(cells[0])]
+    if markdown:
+        out.append("|" + "|".join(("-" * (w + 1) + ":") if numeric[i] else "-" * (w + 2)
+                                  for i, w in enumerate(widths)) + "|")
+    else:
+        out.append("  ".join("-" * w for w in widths))
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    return "" if v is None else str(v)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -167,6 +167,9 @@ def negative_transfer_gap(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("negative_transfer_gap needs at least one seed.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat ({seeds}); a repeated seed repeats a run and makes the "
+                         "confidence interval falsely narrow.")
     trainer = trainer or Trainer()
 
     def default_run(m: Any, t: TransferTask, seed: int) -> RunResult:

@@ -8,7 +8,9 @@ Construction, all seeded by ``seed``:
 3. the target is split, stratified by class, into a training pool and a test split
    (``test_fraction``, default 50%);
 4. ``labeled_percent`` (L%) of the pool is labeled (stratified, at least one per class when
-   L > 0); the rest of the pool is the unlabeled target;
+   L > 0); the rest of the pool is the unlabeled target (``unlabeled="rest"``, the default);
+   ``unlabeled="pool"`` uses the whole pool but the validation split, labels stripped, as
+   the unlabeled target (the reading of the methods reference, section 1.5);
 5. a validation split is drawn from the labeled target only (``val_fraction`` of it, never
    the last labeled example of a class), for model selection.
 
@@ -200,6 +202,7 @@ class TransferTask:
         source_size: int | None = None,
         source_options: Mapping[str, Any] | None = None,
         target_options: Mapping[str, Any] | None = None,
+        unlabeled: str = "rest",
     ) -> None:
         if eps is not None and (eps_x is not None or eps_y is not None):
             raise DataError("give either eps (sets eps_x = eps_y) or eps_x / eps_y, not both.")
@@ -218,6 +221,10 @@ class TransferTask:
         for name, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= float(v) < 1.0:
                 raise DataError(f"{name} must lie in [0, 1), got {v!r}.")
+        if unlabeled not in ("rest", "pool"):
+            raise DataError(f"unlabeled must be 'rest' (the pool minus the labeled samples) or "
+                            f"'pool' (the whole pool minus validation), got {unlabeled!r}.")
+        self.unlabeled = unlabeled
         if source_size is not None and int(source_size) < 1:
             raise DataError(f"source_size must be a positive number of samples, got {source_size}.")
         self.source_name = source if isinstance(source, str) else source.name
@@ -246,6 +253,8 @@ class TransferTask:
             "label_map": self.label_map, "label_noise": self.label_noise,
             "corruptions": list(self.corruptions), "source_size": self.source_size,
             "source_options": self.source_options, "target_options": self.target_options,
+            # only when not the default, so that records made before the option stay valid
+            **({"unlabeled": self.unlabeled} if self.unlabeled != "rest" else {}),
         }
 
     def with_seed(self, seed: int) -> TransferTask:
@@ -288,6 +297,8 @@ class TransferTask:
             tgt.labels[lab_idx], self.val_fraction, g, k, keep_one=True
         )
         val_idx, tr_idx = lab_idx[val_pos], lab_idx[tr_pos]
+        if self.unlabeled == "pool":
+            unl_idx = torch.cat([unl_idx, tr_idx])
         all_src = torch.arange(len(src))
 
         def take(d: Domain, idx: torch.Tensor, name: str, labeled: bool = True) -> Split:

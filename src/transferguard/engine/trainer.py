@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 import sys
 import time
@@ -104,6 +106,14 @@ class TrainerConfig:
         need(self.select in ("val", "last"),
              f"select must be 'val' (best validation accuracy) or 'last', got {self.select!r}.")
         need(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}.")
+        need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}.")
+        need(self.eval_batch_size >= 1,
+             f"eval_batch_size must be >= 1, got {self.eval_batch_size}.")
+        need(self.checkpoint_every >= 0,
+             f"checkpoint_every must be >= 0 (0: only at the end), got {self.checkpoint_every}.")
+        need(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}.")
+        need(self.max_grad_norm is None or self.max_grad_norm > 0,
+             f"max_grad_norm must be positive or null, got {self.max_grad_norm}.")
 
 
 class Trainer:
@@ -159,9 +169,14 @@ class Trainer:
         history: list[dict[str, float]] = []
         best = {"acc": -1.0, "step": None, "state": None}
         start = 0
-        ckpt = Path(cfg.checkpoint_dir) / "last.pt" if cfg.checkpoint_dir else None
+        identity = self._identity(method, data)
+        ckpt = None
+        if cfg.checkpoint_dir:
+            digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+            ckpt = Path(cfg.checkpoint_dir) / f"{method.label}-{digest}.pt"
         if resume and ckpt is not None and ckpt.exists():
-            start = self._load_training_state(ckpt, modules, optimizer, streams, best, history)
+            start = self._load_training_state(ckpt, identity, method, modules, optimizer,
+                                              streams, best, history)
         has_val = len(data.target_val) > 0 and cfg.select == "val"
         combiner = getattr(method, "gradient_combiner", None)
         bar = self._progress_bar(method.name, start)
@@ -205,15 +220,16 @@ class Trainer:
                 history.append({"step": float(done),
                                 "val_acc": self._track_best(method, data, done, best)})
             if ckpt is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
-                self._save_training_state(ckpt, done, modules, optimizer, streams, best, history)
+                self._save_training_state(ckpt, identity, done, method, modules, optimizer,
+                                          streams, best, history)
             if bar is not None:
                 bar.update(1)
         loop_seconds = time.perf_counter() - t_loop
         if bar is not None:
             bar.close()
         if ckpt is not None:
-            self._save_training_state(ckpt, cfg.iterations, modules, optimizer, streams, best,
-                                      history)
+            self._save_training_state(ckpt, identity, cfg.iterations, method, modules,
+                                      optimizer, streams, best, history)
         if not has_val:
             best["step"] = cfg.iterations
         elif restore_best and best["state"] is not None:
@@ -308,21 +324,45 @@ class Trainer:
             best.update(acc=acc, step=step, state=self.state_of(method))
         return acc
 
-    def _save_training_state(self, path: Path, step: int, modules: dict[str, nn.Module],
+    def _identity(self, method: TrainableMethod, data: TrainData) -> str:
+        """What makes a training run this one: method, loop settings, seed and the data."""
+        cfg = dataclasses.asdict(self.config)
+        for k in ("progress", "log_every", "checkpoint_dir", "checkpoint_every", "device",
+                  "eval_batch_size"):
+            cfg.pop(k)
+        splits = {name: [len(s), int(s.indices.sum())] for name, s in (
+            ("source", data.source), ("target_labeled", data.target_labeled),
+            ("target_unlabeled", data.target_unlabeled), ("target_val", data.target_val))}
+        params = method.get_params() if hasattr(method, "get_params") else {}
+        return json.dumps({"method": method.name, "params": params, "trainer": cfg,
+                           "splits": splits}, sort_keys=True, default=str)
+
+    def _save_training_state(self, path: Path, identity: str, step: int,
+                             method: TrainableMethod, modules: dict[str, nn.Module],
                              optimizer: torch.optim.Optimizer, streams: dict[str, BatchStream],
                              best: dict[str, Any], history: list[dict[str, float]]) -> None:
+        combiner = getattr(method, "gradient_combiner", None)
         state = {
-            "step": step, "modules": {k: m.state_dict() for k, m in modules.items()},
+            "identity": identity, "step": step,
+            "modules": {k: m.state_dict() for k, m in modules.items()},
             "optimizer": optimizer.state_dict(),
             "streams": {k: s.state_dict() for k, s in streams.items()},
-            "best": best, "history": history,
+            "best": best, "history": history, "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self._cuda else [],
+            "combiner": combiner.state_dict() if hasattr(combiner, "state_dict") else {},
         }
         atomic_save(path, lambda fh: torch.save(state, fh))
 
-    def _load_training_state(self, path: Path, modules: dict[str, nn.Module],
-                             optimizer: torch.optim.Optimizer, streams: dict[str, BatchStream],
-                             best: dict[str, Any], history: list[dict[str, float]]) -> int:
+    def _load_training_state(self, path: Path, identity: str, method: TrainableMethod,
+                             modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer,
+                             streams: dict[str, BatchStream], best: dict[str, Any],
+                             history: list[dict[str, float]]) -> int:
         state = _read_checkpoint(path)
+        if state.get("identity") != identity:
+            raise CheckpointError(
+                f"training checkpoint {path} belongs to another run (other method, settings, "
+                "seed or data); delete it or use another checkpoint_dir."
+            )
         try:
             for k, m in modules.items():
                 m.load_state_dict(state["modules"][k])
@@ -336,6 +376,12 @@ class Trainer:
             ) from exc
         best.update(state["best"])
         history.extend(state["history"])
+        torch.set_rng_state(state["rng"])
+        if self._cuda and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        combiner = getattr(method, "gradient_combiner", None)
+        if state["combiner"] and hasattr(combiner, "load_state_dict"):
+            combiner.load_state_dict(state["combiner"])
         return int(state["step"])
 
     # ------------------------------------------------------------------ helpers

@@ -55,6 +55,7 @@ class TaskConfig:
     source_size: int | None = None
     source_options: dict[str, Any] = field(default_factory=dict)
     target_options: dict[str, Any] = field(default_factory=dict)
+    unlabeled: str = "rest"
 
     def validate(self, where: str = "task") -> None:
         for name in ("source", "target"):
@@ -78,6 +79,9 @@ class TaskConfig:
         if self.normalization not in ("default", "imagenet"):
             raise ConfigError(f"{where}.normalization must be 'default' ([-1, 1]) or "
                               f"'imagenet', got {self.normalization!r}.")
+        if self.unlabeled not in ("rest", "pool"):
+            raise ConfigError(f"{where}.unlabeled must be 'rest' or 'pool', got "
+                              f"{self.unlabeled!r}.")
         if self.label_noise not in LABEL_NOISE:
             raise ConfigError(f"{where}.label_noise must be one of {LABEL_NOISE}, got "
                               f"{self.label_noise!r}.")
@@ -96,7 +100,7 @@ class TaskConfig:
             test_fraction=self.test_fraction, seed=seed, spec=self.spec(),
             label_map=self.label_map, label_noise=self.label_noise,
             source_size=self.source_size, source_options=self.source_options,
-            target_options=self.target_options,
+            target_options=self.target_options, unlabeled=self.unlabeled,
         )
 
 
@@ -131,9 +135,26 @@ def method_from_spec(spec: dict[str, Any], where: str = "method") -> Method:
         raise ConfigError(f"{where}.model: unknown model {model!r}; known models: "
                           f"{MODELS.names()}.")
     try:
-        return create_method(name, **params)
+        method = create_method(name, **params)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    _check_options(MODELS.get(model), method.model_options, f"{where}.model_options",
+                   skip=("num_classes", "in_channels", "input_size"))
+    if getattr(method, "gate_options", None):
+        from ..methods.gate import Gate
+
+        _check_options(Gate.__init__, method.gate_options, f"{where}.gate_options",
+                       skip=("self", "feature_dim", "num_classes"))
+    return method
+
+
+def _check_options(fn: Any, options: dict[str, Any], where: str, skip: tuple[str, ...]) -> None:
+    import inspect
+
+    valid = sorted(set(inspect.signature(fn).parameters) - set(skip))
+    bad = sorted(set(options) - set(valid))
+    if bad:
+        raise ConfigError(f"{where}: unknown option(s) {bad}; valid: {valid}.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +201,9 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(f"trainer.{exc}") from None
     if not cfg.seeds:
         raise ConfigError("seeds must list at least one seed.")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds repeat ({cfg.seeds}); a repeated seed repeats a run and "
+                          "makes the confidence interval falsely narrow. List distinct seeds.")
     cfg.build_methods()  # checks method names, models and parameters now, not mid-sweep
     return cfg
 

@@ -26,7 +26,7 @@ from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..data import InputSpec, TransferTask
 from ..engine import Trainer
 from ..methods import create_method
-from ..report.tables import format_table
+from ..report.tables import collapse_flag, format_table
 from ..utils import atomic_write
 from .runner import Runner
 from .store import RunStore
@@ -80,7 +80,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, seeds: Sequence[int] = (0, 1,
 def demo_table(results: Sequence[tuple[str, NTGResult]], markdown: bool = False) -> str:
     rows = []
     for title, r in results:
-        verdict = r.verdict + (" (collapsed)" if any(r.collapsed) else "")
+        verdict = r.verdict + collapse_flag(r)
         rows.append([title, r.method, r.mean_accuracy, r.twin, r.mean_twin_accuracy,
                      r.interval_text(), verdict])
     headers = ["scenario", "method", "acc", "twin", "twin acc", "NTG [95% CI]", "verdict"]

@@ -41,6 +41,10 @@ def run_config(method: Method, task: TransferTask, trainer: TrainerConfig) -> di
     """The canonical description of one training run (what the store hashes)."""
     tcfg = {k: v for k, v in dataclasses.asdict(trainer).items() if k not in NON_SEMANTIC}
     tconf = task.config()
+    from ..utils import resolve_device
+
+    if resolve_device(trainer.device).type == "cuda":
+        tcfg["device_type"] = "cuda"  # bf16 autocast: not the same numbers as on the CPU
     if method.source_free:
         tconf = {k: v for k, v in tconf.items() if k not in SOURCE_FIELDS}
     return {"task": tconf, "method": {"name": method.name, **method.get_params()},

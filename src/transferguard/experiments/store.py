@@ -5,6 +5,9 @@ transaction, so a process killed at any moment leaves either the previous row or
 one, never half of one. A run is keyed by the SHA-256 of its canonical config (JSON with
 sorted keys): the same config is the same run. With ``resume``, finished runs are skipped and
 anything else (``running`` rows left by a killed process, ``failed`` rows) is redone.
+Re-running a finished run (without ``resume``) never loses its result: the finished row
+stays as it is until the new run finishes and replaces it; if the new run fails, the row
+keeps the old metrics and records the failure in ``error``.
 """
 
 from __future__ import annotations
@@ -97,11 +100,16 @@ class RunStore:
 
     # ------------------------------------------------------------------ writes
     def start(self, key: str, experiment: str, label: str, config: dict[str, Any]) -> None:
+        """Record a run as running; a finished row is left untouched (see the module doc)."""
         with self._connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO runs (key, experiment, label, config, status, metrics, "
+                "INSERT INTO runs (key, experiment, label, config, status, metrics, "
                 "error, started_at, finished_at, seconds, host, pid, version) "
-                "VALUES (?, ?, ?, ?, 'running', NULL, NULL, ?, NULL, NULL, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, 'running', NULL, NULL, ?, NULL, NULL, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET status='running', metrics=NULL, error=NULL, "
+                "started_at=excluded.started_at, finished_at=NULL, seconds=NULL, "
+                "host=excluded.host, pid=excluded.pid, version=excluded.version "
+                "WHERE runs.status != 'finished'",
                 (key, experiment, label, json.dumps(config, sort_keys=True, default=str),
                  time.time(), socket.gethostname(), os.getpid(), __version__),
             )
@@ -117,8 +125,13 @@ class RunStore:
     def fail(self, key: str, error: str, seconds: float) -> None:
         with self._connect() as con:
             con.execute(
-                "UPDATE runs SET status='failed', error=?, finished_at=?, seconds=? WHERE key=?",
+                "UPDATE runs SET status='failed', error=?, finished_at=?, seconds=? "
+                "WHERE key=? AND status != 'finished'",
                 (error, time.time(), seconds, key),
+            )
+            con.execute(  # a failed re-run of a finished run: keep the result, note the error
+                "UPDATE runs SET error=? WHERE key=? AND status = 'finished'",
+                (f"a later re-run failed: {error}", key),
             )
 
     # ------------------------------------------------------------------ reads

@@ -94,6 +94,13 @@ class AdaptationMethod(Method):
                 "(labeled_percent=100?); lower labeled_percent."
             )
         self.source_split_ = data.source
+        if self.gate and self.trade_off != 1.0 and (self.gate_replaces_alignment
+                                                    or not self.needs_unlabeled):
+            raise ConfigError(
+                f"{self.label}: trade_off weights {self.name}'s own discriminator, which the "
+                "gate replaces; set gate_options={'mu_max': ...} to weight the gate's "
+                "adversarial term instead."
+            )
         self.build_alignment(data)
         if self.gate:
             valid = set(inspect.signature(Gate.__init__).parameters) - {

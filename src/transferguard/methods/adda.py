@@ -43,6 +43,8 @@ from .joint import Joint
 
 @register_method("adda", "adversarial discriminative adaptation with untied encoders")
 class ADDA(AdaptationMethod):
+    gate_replaces_alignment = True
+
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool = False, gate_options: Mapping[str, Any] | None = None,

@@ -45,6 +45,13 @@ class DTNH:
         self.conflicts = 0
         self.checked = 0
 
+    def state_dict(self) -> dict[str, int]:
+        return {"steps": self.steps, "conflicts": self.conflicts, "checked": self.checked}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.steps, self.conflicts, self.checked = (int(state[k]) for k in
+                                                    ("steps", "conflicts", "checked"))
+
     @property
     def conflict_rate(self) -> float:
         return self.conflicts / max(1, self.checked)

@@ -69,7 +69,13 @@ class FineTune(Method):
         backbone = {k.removeprefix("backbone."): v for k, v in self.source_model_state_.items()
                     if k.startswith("backbone.")}
         if blocks is not None:
-            backbone = {k: v for k, v in backbone.items() if k.split(".")[0] in blocks}
+            backbone = {k: v for k, v in backbone.items()
+                        if any(k.startswith(b + ".") for b in blocks)}
+            empty = [b for b in blocks if not any(k.startswith(b + ".") for k in backbone)
+                     and any(True for _ in self.model_.block(b).state_dict())]
+            if empty:
+                raise CheckpointError(f"the pre-trained weights have nothing for blocks "
+                                      f"{empty} of {self.model!r}.")
         try:
             self.model_.backbone.load_state_dict(backbone, strict=blocks is None)
         except RuntimeError as exc:
