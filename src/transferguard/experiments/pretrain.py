@@ -28,8 +28,9 @@ def pretrained_checkpoint(task: TransferTask, trainer: Trainer, out_dir: str | P
     """Path of the source network for (task source, seed, model, recipe); trained if absent."""
     cfg = task.config()
     ident = {k: cfg[k] for k in ("source", "eps_x", "eps_y", "label_noise", "corruptions",
-                                 "source_size", "source_options", "spec", "seed", "label_map")}
-    ident["classes"] = list(task.classes)  # the label space the source is mapped into
+                                 "source_size", "source_options", "spec", "seed")}
+    if task.label_map is not None:  # a mapped source is another source network
+        ident.update(label_map=task.label_map, classes=list(task.classes))
     tcfg = {k: v for k, v in dataclasses.asdict(trainer.config).items()
             if k not in ("progress", "log_every", "checkpoint_dir", "device")}
     ident.update(model=model, model_options=model_options or {}, iterations=iterations,
