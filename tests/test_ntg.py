@@ -47,20 +47,23 @@ def test_verdicts():
 
 @pytest.mark.slow
 def test_fully_random_source_labels_cause_negative_transfer():
-    """ε_y = 1 (every source label wrong) against target-only at L = 50%: NTG > 0."""
+    """ε_y = 1 (every source label redrawn at random) at L = 50%: fine-tuning from that
+    source is worse than its twin, training on the target alone: NTG > 0."""
     task = tg.TransferTask("mnist", "uci-digits", eps_y=1.0, labeled_percent=50,
-                           label_noise="flip", source_size=2000, spec=tg.InputSpec(3, 16))
+                           source_size=2000, spec=tg.InputSpec(3, 16))
     tr = tg.Trainer(iterations=150, batch_size=32, progress=False)
-    r = tg.negative_transfer_gap(task, "joint", seeds=[0], trainer=tr)
-    assert r.twin == "joint_T"
-    assert r.ntg > 5, r.to_dict()
+    r = tg.negative_transfer_gap(task, "finetune", seeds=[0], trainer=tr)
+    assert r.twin == "finetune_T"
+    assert r.ntg > 4, r.to_dict()  # measured: +8.3 and +8.7 on seeds 0 and 1
 
 
 @pytest.mark.slow
 def test_clean_close_source_gives_positive_transfer():
-    """A clean, close source (mnist for uci-digits) with only 10% labels: NTG < 0."""
-    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=10, source_size=2000,
+    """A clean, close source (mnist digits for mnist-m, the same shapes in colour) with only
+    10% of the target labeled: joint training beats the target alone, NTG < 0."""
+    task = tg.TransferTask("mnist", "mnist-m", labeled_percent=10, source_size=2000,
                            spec=tg.InputSpec(3, 16))
     tr = tg.Trainer(iterations=150, batch_size=32, progress=False)
     r = tg.negative_transfer_gap(task, "joint", seeds=[0], trainer=tr)
-    assert r.ntg < -2, r.to_dict()
+    assert r.twin == "joint_T"
+    assert r.ntg < -5, r.to_dict()  # measured: -12.7 and -10.7 on seeds 0 and 1
