@@ -56,6 +56,20 @@ def test_dtnh_direction_property_on_random_tensors(mode):
         DTNH("sometimes")
 
 
+@pytest.mark.parametrize("mode", ["always", "on_conflict"])
+def test_dtnh_batched_combination_equals_per_tensor(mode):
+    g = torch.Generator().manual_seed(1)
+    shapes = [(3, 4), (7,), (2, 2, 5), (1,)]
+    ge = [torch.randn(s, generator=g) for s in shapes]
+    gr = [torch.randn(s, generator=g) for s in shapes]
+    one, many = DTNH(mode), DTNH(mode)
+    expected = [one.combine(a, b) for a, b in zip(ge, gr)]
+    got = many.combine_many(ge, gr)
+    for e, d in zip(expected, got):
+        assert d.shape == e.shape and torch.allclose(d, e, atol=1e-6)
+    assert many.conflicts == one.conflicts and many.checked == one.checked == len(shapes)
+
+
 @pytest.mark.parametrize("name", REGULARIZED)
 @pytest.mark.parametrize("mode", ["always", "on_conflict"])
 def test_dtnh_gradients_per_tensor_and_head_untouched(name, mode, tiny_task, source_ckpt):

@@ -89,12 +89,36 @@ class DTNH:
         else:
             g_r = [None] * len(params)
         modify = not (self.skip_first and self.steps == 0)
+        both = [i for i, (ge, gr) in enumerate(zip(g_e, g_r))
+                if i < len(shared) and ge is not None and gr is not None]
+        done = set(both) if modify else set()
+        if done:
+            grads = self.combine_many([g_e[i] for i in both], [g_r[i] for i in both])
+            for i, d in zip(both, grads):
+                params[i].grad = d
         for i, (p, ge, gr) in enumerate(zip(params, g_e, g_r)):
+            if i in done:
+                continue
             ge = torch.zeros_like(p) if ge is None else ge
-            if gr is None:
-                p.grad = ge.detach().clone()
-            elif i < len(shared) and modify:
-                p.grad = self.combine(ge, gr).detach()
-            else:
-                p.grad = (ge + gr).detach()
+            p.grad = (ge if gr is None else ge + gr).detach().clone()
         self.steps += 1
+
+    def combine_many(self, g_e: list[torch.Tensor], g_r: list[torch.Tensor]
+                     ) -> list[torch.Tensor]:
+        """:meth:`combine` for many tensors at once, on one flat vector (a fixed number of
+        kernels per step instead of a few per tensor)."""
+        sizes = [g.numel() for g in g_e]
+        seg = torch.repeat_interleave(torch.arange(len(sizes), device=g_e[0].device),
+                                      torch.tensor(sizes, device=g_e[0].device))
+        e = torch.cat([g.detach().flatten() for g in g_e])
+        r = torch.cat([g.detach().flatten() for g in g_r])
+        dot = torch.zeros(len(sizes), dtype=e.dtype, device=e.device).index_add_(0, seg, e * r)
+        norm2 = torch.zeros_like(dot).index_add_(0, seg, e * e)
+        conflict = dot < 0
+        self.checked += len(sizes)
+        self.conflicts += int(conflict.sum())
+        coef = dot / (norm2 + self.eps)
+        if self.mode == "on_conflict":
+            coef = torch.where(conflict, coef, torch.zeros_like(coef))
+        d = e + r - coef[seg] * e
+        return [t.view_as(g) for t, g in zip(torch.split(d, sizes), g_e)]
