@@ -19,7 +19,7 @@ import torch
 from transferguard.experiments.demo import demo_table, run_demo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result  # noqa: E402
+from _common import write_result
 
 
 def main() -> None:

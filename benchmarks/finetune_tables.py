@@ -105,7 +105,7 @@ def table(runner: Runner, trainer: tg.Trainer, out: Path, seeds: list[int]
                  f"{wins} of {len(dtnh_vs_plain)} cells, mean difference "
                  f"{statistics.fmean(d for *_, d in dtnh_vs_plain):+.2f} points; "
                  f"lost in {len(losses)} cells"
-                 + (": " + "; ".join(f"{b} ({t.split(' (')[0]}) {d:+.1f}" for t, b, d in losses)
+                 + (": " + "; ".join(f"{b} ({t.split(' (')[0]}) {d:+.2f}" for t, b, d in losses)
                     if losses else "") + ".")
     return lines, raw
 
@@ -201,7 +201,10 @@ def main() -> None:
             "k = 1); seeds "
             f"{args.seeds}. Each cell: mean target test accuracy (NTG = acc(finetune_T) − acc, "
             "points; > 0 is negative transfer). Model selection on the labeled-target "
-            f"validation split. {runner.trained} runs trained and {runner.reused} resumed in "
+            f"validation split. {runner.trained} runs trained by this invocation and "
+            f"{runner.reused} "
+            "resumed from the run store (trained by an earlier invocation of the same command), "
+            f"in "
             f"{time.perf_counter() - t0:.0f} s.", ""]
     name = "finetune_tables" if args.part == "all" else f"finetune_{args.part}"
     write_result(name, "\n".join(head + sections), json.dumps(raw, indent=1, default=str))

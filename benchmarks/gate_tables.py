@@ -217,7 +217,9 @@ def main() -> None:
             f"{args.seeds}; gate options {GATE_OPTIONS or 'defaults'}. Each cell: mean test "
             "accuracy over seeds (NTG = acc(twin) − acc(method), in points; > 0 is negative "
             "transfer). Model selection on the labeled-target validation split. "
-            f"{runner.trained} runs trained and {runner.reused} resumed in "
+            f"{runner.trained} runs trained by this invocation and {runner.reused} "
+            "resumed from the run store (trained by an earlier invocation of the same command), "
+            f"in "
             f"{time.perf_counter() - t0:.0f} s.", ""]
     name = "gate_tables" if args.part == "all" else f"gate_{args.part}"
     write_result(name, "\n".join(head + sections), json.dumps(raw, indent=1, default=str))

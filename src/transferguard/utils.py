@@ -91,7 +91,8 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str],
     """Align columns; numbers right-aligned. ``markdown=True`` gives a GitHub table."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(_is_num(r[i]) for r in rows) and rows for i in range(len(headers))]
+    numeric = [bool(rows) and all(_is_num(r[i]) or r[i] in ("", None) for r in rows)
+               and any(_is_num(r[i]) for r in rows) for i in range(len(headers))]
 
     def line(r: list[str]) -> str:
         parts = [c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in
