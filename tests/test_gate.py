@@ -180,3 +180,19 @@ def test_trade_off_with_a_replaced_discriminator_is_refused(tiny_task, fast_trai
     # DAN keeps its own alignment term next to the gate, so its trade_off still counts
     assert fast_trainer.fit(tg.create_method("dan", gate=True, trade_off=0.5),
                             tiny_task.train_data()).trained
+
+
+def test_adda_twin_trains_its_target_encoder_with_labels(tiny_task):
+    """In ADDA_T the labeled target also trains F_t through a supervised loss (without it,
+    F_t only ever sees the adversarial signal and drifts)."""
+    tr = tg.Trainer(iterations=2, batch_size=8, progress=False)
+    twin = tg.create_method("adda", pretrain_iterations=2).twin()
+    data = tiny_task.train_data().without_source()
+    twin.setup(data, tr)
+    twin.prepare(data, tr)
+    batches = {name: tg.data.BatchStream(getattr(data, name), 8, data.spec, seed=0).next()
+               for name in ("source", "target_unlabeled")}
+    twin.set_train_mode()
+    out = twin.training_step(batches, 0.5)
+    assert "ce_lab" in out.logs  # the labeled target's loss through F_t
+    assert float(out.logs["ce_lab"]) > 0

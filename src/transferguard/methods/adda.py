@@ -18,7 +18,9 @@ paper's) trains D on detached features and F_t against a frozen copy of D's para
 
 ``gate=True``: stage 1 is joint+gate; in stage 2 the augmented discriminator replaces D (nil
 pairs F_s(x_s) vs F_t(x_u), joint pairs (F_s(x_s), y_s) vs (F_t(x_l), y_l), the reversal form)
-and the source loss is weighted by ω. Twin ADDA_T: both stages on the source-free view.
+and the source loss is weighted by ω. Twin ADDA_T: both stages on the source-free view; in
+stage 2 the labeled target plays both roles, the source side (through F_s) and the labeled
+target (through F_t), so that F_t keeps its supervised loss as in ADDA.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class ADDA(AdaptationMethod):
 
     def training_step(self, batches: Mapping[str, Batch], progress: float) -> StepOutput:
         src, lab, unl = (batches.get(k) for k in self.streams_used)
+        if self.source_free:
+            lab = src  # the labeled target is also the labeled target of F_t
         h_s = self.extra_modules_["source_encoder"](src.x)
         target = [b for b in (lab, unl) if b is not None]
         h_t = self.model_.features(torch.cat([b.x for b in target]))
