@@ -128,9 +128,10 @@ def detection(store: RunStore) -> list[str]:
         n = 0
         for rec in store.records(status="finished"):
             task, method, m = rec.config["task"], rec.config["method"], rec.metrics or {}
-            if (method.get("gate") and task.get("eps_x") == eps and task.get("source") ==
-                    TABLE1_PAIR[0] and task.get("labeled_percent", 0) > 0
-                    and "harmful" in m.get("extra", {})):
+            if (method.get("name") == "dann" and method.get("gate")
+                    and not method.get("gate_options") and task.get("eps_x") == eps
+                    and task.get("source") == TABLE1_PAIR[0]
+                    and task.get("labeled_percent", 0) > 0 and "harmful" in m.get("extra", {})):
                 n += 1
                 for k in keys:
                     v = m["extra"]["harmful"].get(k)

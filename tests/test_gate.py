@@ -196,3 +196,12 @@ def test_adda_twin_trains_its_target_encoder_with_labels(tiny_task):
     out = twin.training_step(batches, 0.5)
     assert "ce_lab" in out.logs  # the labeled target's loss through F_t
     assert float(out.logs["ce_lab"]) > 0
+
+
+def test_without_labeled_target_pairs_the_gate_does_not_reweight():
+    g = Gate(6, 3, hidden=16, posterior=False)
+    out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), None, None, torch.randn(5, 6), 1.0)
+    assert torch.equal(out.weights, torch.ones(8))  # L = 0: the gate is DANN
+    out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), torch.randn(4, 6),
+            torch.randint(0, 3, (4,)), torch.randn(5, 6), 1.0)
+    assert not torch.equal(out.weights, torch.ones(8))

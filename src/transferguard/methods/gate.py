@@ -27,7 +27,9 @@ reversal layer of coefficient μ (the DANN alignment). Documented, configurable 
   ratio B_s / B_l, while the default ``"balanced"`` form (a mean per side, as in the formula)
   needs no correction; ``normalize=True`` rescales ω to mean 1 per source batch.
 - ω is always queried with the *labeled* pair D(F(x_s), y_s), never the nil one, and with D
-  in eval mode (no dropout noise in the weights).
+  in eval mode (no dropout noise in the weights). Without labeled target pairs (L = 0) the
+  labeled query is never trained and says nothing about P_T(y|x), so ω = 1: the gate
+  reduces to its marginal term, i.e. to DANN (as in the paper's L = 0 row).
 - Each term is a mean BCE over its pairs, ½(E_T + E_S), as DANN's domain loss is (see
   :mod:`.dann`); the scale does not change D's optimum, hence not ω.
 - ``posterior=True`` (default; an extension of the paper, ``posterior=False`` is the
@@ -201,7 +203,8 @@ class Gate(nn.Module):
                 target = torch.cat([torch.zeros_like(j_src), torch.ones_like(j_lab)])
                 joint = F.binary_cross_entropy_with_logits(torch.cat([j_src, j_lab]), target)
             logs["gate_joint"] = joint.detach()
-        w = self.weights(h_src, y_src, n_lab)
+        # no labeled target pair: the labeled query is untrained, so no re-weighting
+        w = self.weights(h_src, y_src, n_lab) if n_lab else torch.ones(len(h_src), device=dev)
         logs["gate_w_mean"] = w.mean()
         if self.pseudo_label is not None:
             logs["gate_pseudo"] = float(n_pseudo)
