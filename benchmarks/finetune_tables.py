@@ -147,7 +147,7 @@ def aux(runner: Runner, trainer: tg.Trainer, out: Path, seeds: list[int]
     return lines, raw
 
 
-def timing(trainer: tg.Trainer, out: Path, repeats: int = 3, steps: int = 200) -> list[str]:
+def timing(trainer: tg.Trainer, out: Path, repeats: int = 5, steps: int = 200) -> list[str]:
     path = source_path(out, trainer, 0.0, 0)
     task = tg.TransferTask(*PAIR, labeled_percent=30, spec=SPEC)
     data = task.train_data()
