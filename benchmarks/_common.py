@@ -20,3 +20,9 @@ def write_result(name: str, markdown: str, payload: str | None = None) -> Path:
             fh.write(payload)
     print(f"\nwritten: {path}")
     return path
+
+
+def provenance(trained: int, reused: int, seconds: float) -> str:
+    """How much of a resumable table this invocation trained, for the results page."""
+    return (f"{trained} runs trained by this invocation and {reused} resumed from the run "
+            f"store (trained by an earlier invocation of the same command), in {seconds:.0f} s.")

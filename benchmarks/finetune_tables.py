@@ -37,7 +37,7 @@ from transferguard.experiments import Runner, RunStore, pretrained_checkpoint
 from transferguard.report.plots import cutpoint_plot
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, write_result
+from _common import RESULTS, provenance, write_result
 
 SPEC = tg.InputSpec(3, 24)
 ITERATIONS = 600
@@ -201,11 +201,8 @@ def main() -> None:
             "k = 1); seeds "
             f"{args.seeds}. Each cell: mean target test accuracy (NTG = acc(finetune_T) − acc, "
             "points; > 0 is negative transfer). Model selection on the labeled-target "
-            f"validation split. {runner.trained} runs trained by this invocation and "
-            f"{runner.reused} "
-            "resumed from the run store (trained by an earlier invocation of the same command), "
-            f"in "
-            f"{time.perf_counter() - t0:.0f} s.", ""]
+            "validation split. "
+            + provenance(runner.trained, runner.reused, time.perf_counter() - t0), ""]
     name = "finetune_tables" if args.part == "all" else f"finetune_{args.part}"
     write_result(name, "\n".join(head + sections), json.dumps(raw, indent=1, default=str))
 

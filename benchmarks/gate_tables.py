@@ -35,7 +35,7 @@ import transferguard as tg
 from transferguard.experiments import Runner, RunStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result
+from _common import provenance, write_result
 
 SPEC = tg.InputSpec(3, 24)
 ITERATIONS = 600
@@ -218,10 +218,7 @@ def main() -> None:
             f"{args.seeds}; gate options {GATE_OPTIONS or 'defaults'}. Each cell: mean test "
             "accuracy over seeds (NTG = acc(twin) − acc(method), in points; > 0 is negative "
             "transfer). Model selection on the labeled-target validation split. "
-            f"{runner.trained} runs trained by this invocation and {runner.reused} "
-            "resumed from the run store (trained by an earlier invocation of the same command), "
-            f"in "
-            f"{time.perf_counter() - t0:.0f} s.", ""]
+            + provenance(runner.trained, runner.reused, time.perf_counter() - t0), ""]
     name = "gate_tables" if args.part == "all" else f"gate_{args.part}"
     write_result(name, "\n".join(head + sections), json.dumps(raw, indent=1, default=str))
 
