@@ -205,3 +205,22 @@ def test_without_labeled_target_pairs_the_gate_does_not_reweight():
     out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), torch.randn(4, 6),
             torch.randint(0, 3, (4,)), torch.randn(5, 6), 1.0)
     assert not torch.equal(out.weights, torch.ones(8))
+
+
+def test_without_labeled_target_pairs_d_does_not_see_the_posterior():
+    torch.manual_seed(0)
+    g = Gate(6, 3, hidden=16, dropout=0.0)  # posterior=True, the default
+    h_s, h_u, y_s = torch.randn(8, 6), torch.randn(5, 6), torch.randint(0, 3, (8,))
+
+    def loss(logit_scale: float, labeled: bool) -> float:
+        torch.manual_seed(1)
+        ls, lu = logit_scale * torch.randn(8, 3), logit_scale * torch.randn(5, 3)
+        lab = (g.inputs(torch.randn(4, 6), torch.randn(4, 3)), torch.randint(0, 3, (4,))) \
+            if labeled else (None, None)
+        out = g(g.inputs(h_s, ls), y_s, *lab, g.inputs(h_u, lu), 1.0)
+        return float(out.adversarial.detach())
+
+    # L = 0: the marginal pairs are F(x) only, like DANN's discriminator input
+    assert loss(1.0, labeled=False) == pytest.approx(loss(5.0, labeled=False), abs=1e-6)
+    # with labeled target pairs the posterior is part of what D sees
+    assert loss(1.0, labeled=True) != pytest.approx(loss(5.0, labeled=True), abs=1e-6)
