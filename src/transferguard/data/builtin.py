@@ -50,15 +50,20 @@ def load_mnist(**options: object) -> Domain:
 @register_domain("uci-digits", "1797 UCI optical handwritten digits (scikit-learn), 1x8x8")
 def load_uci_digits(**options: object) -> Domain:
     _no_options("uci-digits", options)
-    from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    # pixel values are counts 0..16 of on-pixels in a 4x4 block; scale them to 0..255
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-    return Domain(
-        "uci-digits", torch.from_numpy(images), torch.from_numpy(bunch.target.astype(np.int64)),
-        DIGITS, "UCI optical recognition of handwritten digits (scikit-learn load_digits)",
-    )
+    def build() -> Domain:
+        from sklearn.datasets import load_digits  # ~1 s warm, several cold: cache the result
+
+        bunch = load_digits()
+        # pixel values are counts 0..16 of on-pixels in a 4x4 block; scale them to 0..255
+        images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+        return Domain(
+            "uci-digits", torch.from_numpy(images),
+            torch.from_numpy(bunch.target.astype(np.int64)), DIGITS,
+            "UCI optical recognition of handwritten digits (scikit-learn load_digits)",
+        )
+
+    return cached_domain("uci-digits", {"v": GENERATOR_VERSION}, build)
 
 
 # --------------------------------------------------------------------------------------------
