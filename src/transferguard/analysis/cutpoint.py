@@ -25,8 +25,9 @@ def _mean(v: Sequence[float]) -> float:
     return statistics.fmean(v)
 
 
-def _sd(v: Sequence[float]) -> float:
-    return statistics.stdev(v) if len(v) > 1 else 0.0
+def _sd(v: Sequence[float]) -> float | str:
+    """The sample standard deviation; blank with one seed, where it is undefined (not 0)."""
+    return statistics.stdev(v) if len(v) > 1 else ""
 
 
 @dataclass
