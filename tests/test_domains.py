@@ -156,3 +156,14 @@ def test_input_spec_validation():
         InputSpec(3, 32, mean=(0.5, 0.5))
     x = InputSpec(3, 8).normalize(torch.full((1, 3, 8, 8), 255, dtype=torch.uint8))
     assert torch.allclose(x, torch.ones_like(x))
+
+
+def test_torchvision_data_with_grey_and_colour_images_loads_as_colour():
+    from PIL import Image
+
+    from transferguard.data.user import _dataset_arrays
+
+    ds = [(Image.new("L", (8, 8), 100), 0), (Image.new("RGB", (8, 8), (1, 2, 3)), 1)]
+    images, labels = _dataset_arrays(ds, 8)
+    assert images.shape == (2, 3, 8, 8) and labels.tolist() == [0, 1]
+    assert images[0].eq(100).all() and images[1, :, 0, 0].tolist() == [1, 2, 3]

@@ -248,3 +248,24 @@ def test_binary_partition_and_aux_head_absent_after_transfer(tiny_task):
     assert "aux_head" in aux.modules() and aux.extra_modules_["aux_head"].out_features == 2
     with pytest.raises(ConfigError, match="aux_weight"):
         tg.create_method("source_aux", aux_weight=1.5)
+
+
+def test_delta_without_labeled_target_does_not_crash(source_ckpt):
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=0, source_size=64,
+                           spec=tg.InputSpec(3, 16))
+    trainer = tg.Trainer(iterations=2, batch_size=8, progress=False)
+    fit = trainer.fit(tg.create_method("delta", pretrained=source_ckpt), task.train_data())
+    assert not fit.trained and "no labeled samples" in fit.note
+
+
+def test_source_network_does_not_start_from_the_target_models_initialisation(tiny_task):
+    """Pre-training runs on a seed of its own: otherwise the re-initialised layers of a cut
+    transfer and the from-scratch twin would start exactly where the source network did."""
+    from transferguard.utils import seed_everything
+
+    tr = tg.Trainer(iterations=1, batch_size=8, lr=1e-12, progress=False, seed=0)
+    state = pretrain_source(tiny_task.train_data(), tr)  # ~ the source network's init
+    seed_everything(0)  # what a run with seed 0 builds its model from
+    fresh = tg.create_model("lenet", 10, 3, 16).state_dict()
+    weights = [k for k in fresh if k.endswith("weight") and fresh[k].dim() > 1]
+    assert weights and not any(torch.allclose(state[k], fresh[k]) for k in weights)

@@ -224,3 +224,11 @@ def test_without_labeled_target_pairs_d_does_not_see_the_posterior():
     assert loss(1.0, labeled=False) == pytest.approx(loss(5.0, labeled=False), abs=1e-6)
     # with labeled target pairs the posterior is part of what D sees
     assert loss(1.0, labeled=True) != pytest.approx(loss(5.0, labeled=True), abs=1e-6)
+
+
+def test_source_scores_at_l0_report_the_weights_training_used(fast_trainer):
+    task = tg.TransferTask("mnist", "uci-digits", eps=0.3, labeled_percent=0, source_size=50,
+                           spec=tg.InputSpec(3, 16))
+    m = tg.create_method("dann", gate=True)
+    fast_trainer.fit(m, task.train_data())
+    assert torch.equal(m.per_sample_weights(), torch.ones(50))  # ω = 1 without labeled pairs

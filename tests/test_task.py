@@ -165,3 +165,29 @@ def test_stratified_split_keeps_one():
     _, rest = stratified_split(labels, 0.9, torch.Generator().manual_seed(0), 2,
                                     keep_one=True)
     assert set(rest.tolist()) & {0, 1} and set(rest.tolist()) & {2, 3, 4}
+
+
+def test_source_size_is_honoured_exactly_and_stratified():
+    task = tg.TransferTask("mnist", "uci-digits", source_size=64, spec=tg.InputSpec(1, 8))
+    labels = task.train_data().source.labels
+    assert len(labels) == 64
+    counts = torch.bincount(labels, minlength=10)
+    assert int(counts.max() - counts.min()) <= 1
+    with pytest.raises(DataError, match="below the number of classes"):
+        tg.TransferTask("mnist", "uci-digits", source_size=4, spec=tg.InputSpec(1, 8)).summary()
+
+
+def test_empty_test_split_is_refused():
+    with pytest.raises(DataError, match="test_fraction"):
+        tg.TransferTask("mnist", "uci-digits", test_fraction=0.0)
+
+
+def test_corruption_rate_without_corruptions_is_refused():
+    with pytest.raises(DataError, match="corruptions is empty"):
+        tg.TransferTask("mnist", "uci-digits", eps_x=0.5, corruptions=(),
+                        spec=tg.InputSpec(1, 8)).summary()
+
+
+def test_same_source_and_target_warns():
+    with pytest.warns(UserWarning, match="same domain"):
+        tg.TransferTask("uci-digits", "uci-digits")

@@ -134,3 +134,14 @@ def test_a_checkpoint_of_another_run_is_refused(tiny_task, tmp_path):
     mine.write_bytes(ckpt.read_bytes())
     with pytest.raises(CheckpointError, match="another run"):
         other.fit(tg.create_method("target_only"), tiny_task.train_data(), resume=True)
+
+
+def test_checkpoint_identity_depends_on_the_data_content():
+    """Two tasks of equal split sizes and indices (only ε differs) must not share a checkpoint."""
+    spec = tg.InputSpec(1, 8)
+    a = tg.TransferTask("mnist", "uci-digits", eps=0.0, source_size=100, spec=spec)
+    b = tg.TransferTask("mnist", "uci-digits", eps=0.9, source_size=100, spec=spec)
+    trainer = tg.Trainer(iterations=2, progress=False)
+    m = tg.create_method("source_only")
+    assert trainer._identity(m, a.train_data()) != trainer._identity(m, b.train_data())
+    assert trainer._identity(m, a.train_data()) == trainer._identity(m, a.train_data())

@@ -87,6 +87,9 @@ def perturb_source(
     unknown = set(corruptions) - set(CORRUPTIONS)
     if unknown:
         raise DataError(f"unknown corruptions {sorted(unknown)}; choose from {CORRUPTIONS}.")
+    if eps_x > 0 and not corruptions:
+        raise DataError(f"eps_x={eps_x} asks for corrupted images, but corruptions is empty; "
+                        f"name at least one of {CORRUPTIONS}, or set eps_x=0.")
     n = images.shape[0]
     x_mask = torch.rand(n, generator=generator) < eps_x
     y_mask = torch.rand(n, generator=generator) < eps_y

@@ -23,6 +23,7 @@ once, after training and selection are over.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -218,9 +219,11 @@ class TransferTask:
                 f"labeled_percent is L% of the target pool and must lie in [0, 100], "
                 f"got {labeled_percent!r} (for 10% labeled, pass 10)."
             )
-        for name, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 <= float(v) < 1.0:
-                raise DataError(f"{name} must lie in [0, 1), got {v!r}.")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise DataError(f"val_fraction must lie in [0, 1), got {val_fraction!r}.")
+        if not 0.0 < float(test_fraction) < 1.0:
+            raise DataError(f"test_fraction must lie in (0, 1): without a test split there is "
+                            f"no accuracy to report; got {test_fraction!r} (default 0.5).")
         if unlabeled not in ("rest", "pool"):
             raise DataError(f"unlabeled must be 'rest' (the pool minus the labeled samples) or "
                             f"'pool' (the whole pool minus validation), got {unlabeled!r}.")
@@ -230,6 +233,11 @@ class TransferTask:
         self.source_name = source if isinstance(source, str) else source.name
         self.target_name = target if isinstance(target, str) else target.name
         self._source_in, self._target_in = source, target
+        if self.source_name == self.target_name and source_options == target_options:
+            warnings.warn(f"source and target are the same domain ({self.source_name!r}): the "
+                          "source then contains the target's test images, so the accuracy is "
+                          "not a transfer result. Use two domains (or a different split of one "
+                          "through its options).", stacklevel=2)
         self.labeled_percent = lp
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.seed = int(seed)
@@ -278,8 +286,12 @@ class TransferTask:
         src, tgt = src.convert(self.spec), tgt.convert(self.spec)
         src = self._align_labels(src, tgt)
         if self.source_size is not None and self.source_size < len(src):
+            if self.source_size < src.num_classes:
+                raise DataError(f"source_size={self.source_size} is below the number of classes "
+                                f"({src.num_classes}); give at least one sample per class.")
             g = make_generator(derive_seed(self.seed, "source_size"))
-            keep, _ = stratified_split(src.labels, self.source_size / len(src), g, src.num_classes)
+            keep, _ = stratified_split(src.labels, self.source_size / len(src), g, src.num_classes,
+                                       total=self.source_size)
             src = src.subset(keep.sort().values)
         g = make_generator(derive_seed(self.seed, "perturb"))
         pert = perturb_source(
@@ -383,13 +395,26 @@ def stratified_split(
     *,
     min_per_class: int = 0,
     keep_one: bool = False,
+    total: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split positions ``0..len(labels)-1`` into (chosen, rest), stratified by class.
 
     Each class contributes ``round(fraction * n_c)`` chosen samples; at least
     ``min_per_class`` when ``fraction > 0``; with ``keep_one`` at least one sample of each
-    class stays in the rest. Both outputs are sorted.
+    class stays in the rest. With ``total``, exactly ``total`` samples are chosen: each class
+    gets floor(fraction * n_c) and the remainder goes to the largest fractional parts (the
+    largest-remainder method), so a requested size is honoured. Both outputs are sorted.
     """
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes].tolist()
+    exact: dict[int, int] = {}
+    if total is not None:
+        shares = [fraction * n for n in counts]
+        exact = {c: int(x) for c, x in enumerate(shares)}
+        left = total - sum(exact.values())
+        by_remainder = sorted((c for c in range(num_classes) if counts[c] > exact[c]),
+                              key=lambda c: (exact[c] - shares[c], c))
+        for c in by_remainder[:max(left, 0)]:
+            exact[c] += 1
     chosen, rest = [], []
     for c in range(num_classes):
         idx = torch.nonzero(labels == c).flatten()
@@ -397,8 +422,8 @@ def stratified_split(
         if n == 0:
             continue
         idx = idx[torch.randperm(n, generator=generator)]
-        k = round(fraction * n)
-        if fraction > 0:
+        k = exact[c] if total is not None else round(fraction * n)
+        if fraction > 0 and total is None:
             k = max(k, min_per_class)
         if keep_one:
             k = min(k, n - 1)

@@ -102,6 +102,8 @@ def _dataset_arrays(ds: Any, size: int | None) -> tuple[torch.Tensor, torch.Tens
         labels_list.append(int(y))
     if not imgs:
         raise DataError("the torchvision data set is empty.")
+    if len({a.shape[0] for a in imgs}) > 1:  # grey and colour images mixed (e.g. Caltech101)
+        imgs = [np.repeat(a, 3, 0) if a.shape[0] == 1 else a for a in imgs]
     return torch.from_numpy(np.stack(imgs)), torch.tensor(labels_list, dtype=torch.long)
 
 

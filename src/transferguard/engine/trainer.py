@@ -169,7 +169,7 @@ class Trainer:
         history: list[dict[str, float]] = []
         best = {"acc": -1.0, "step": None, "state": None}
         start = 0
-        identity = self._identity(method, data)
+        identity = self._identity(method, data) if cfg.checkpoint_dir else ""
         ckpt = None
         if cfg.checkpoint_dir:
             digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
@@ -330,7 +330,9 @@ class Trainer:
         for k in ("progress", "log_every", "checkpoint_dir", "checkpoint_every", "device",
                   "eval_batch_size"):
             cfg.pop(k)
-        splits = {name: [len(s), int(s.indices.sum())] for name, s in (
+        # the content of every split, not only its size: two tasks that differ only in ε,
+        # the label noise or the source domain have equal sizes and indices
+        splits = {name: _fingerprint(s) for name, s in (
             ("source", data.source), ("target_labeled", data.target_labeled),
             ("target_unlabeled", data.target_unlabeled), ("target_val", data.target_val))}
         params = method.get_params() if hasattr(method, "get_params") else {}
@@ -445,3 +447,12 @@ def _read_checkpoint(path: str | Path) -> Any:
             f"checkpoint {path} is corrupt or not a transferguard checkpoint ({exc}); "
             "delete it and train again."
         ) from exc
+
+
+def _fingerprint(split: Split) -> list[Any]:
+    """Size and a digest of a split's indices, labels and pixels (what checkpoints are for)."""
+    h = hashlib.sha256()
+    for t in (split.indices, split.labels, split.images):
+        if t is not None:
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return [len(split), h.hexdigest()[:16]]

@@ -34,7 +34,8 @@ def pretrained_checkpoint(task: TransferTask, trainer: Trainer, out_dir: str | P
     tcfg = {k: v for k, v in dataclasses.asdict(trainer.config).items()
             if k not in ("progress", "log_every", "checkpoint_dir", "device")}
     ident.update(model=model, model_options=model_options or {}, iterations=iterations,
-                 aux_weight=aux_weight, partition_seed=partition_seed, trainer=tcfg)
+                 aux_weight=aux_weight, partition_seed=partition_seed, trainer=tcfg,
+                 recipe=2)  # 2: pre-training on a seed derived from the run's (not the same)
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode())
     path = Path(out_dir) / f"{task.source_name}-seed{task.seed}-{digest.hexdigest()[:10]}.pt"
     if not path.exists():

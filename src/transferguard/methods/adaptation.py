@@ -94,6 +94,7 @@ class AdaptationMethod(Method):
                 "(labeled_percent=100?); lower labeled_percent."
             )
         self.source_split_ = data.source
+        self.labeled_target_ = len(data.target_labeled) > 0  # without it, ω = 1 (gate.py)
         if self.gate and self.trade_off != 1.0 and (self.gate_replaces_alignment
                                                     or not self.needs_unlabeled):
             raise ConfigError(
@@ -188,6 +189,7 @@ class AdaptationMethod(Method):
 
         - ``weight``: ω = D(h, y)/(1 − D(h, y)), clipped, no per-batch normalisation (so that
           weights of different batches compare): the gate's estimate of P_T(x,y)/P_S(x,y);
+          1 for every sample when there was no labeled target (L = 0), as in training;
         - ``log_joint`` / ``log_marginal``: log D/(1 − D) of the labeled and the nil query;
           their difference estimates log P_T(y|x)/P_S(y|x), the part a wrong label changes;
         - ``loss``: the classifier's cross-entropy on the observed label (the "small-loss"
@@ -211,7 +213,9 @@ class AdaptationMethod(Method):
             x = gate.inputs(h, logits)
             joint = disc(x, b.y).float()
             marginal = disc(x, torch.full_like(b.y, gate.nil)).float()
-            out["weight"].append(gate.ratio(joint, len(h), None, normalize=False).cpu())
+            w = gate.ratio(joint, len(h), None, normalize=False) if self.labeled_target_ \
+                else torch.ones_like(joint)  # as in training: the labeled query is untrained
+            out["weight"].append(w.cpu())
             out["log_joint"].append(joint.cpu())
             out["log_marginal"].append(marginal.cpu())
             out["loss"].append(F.cross_entropy(logits, b.y, reduction="none").cpu())

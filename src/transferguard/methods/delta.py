@@ -15,9 +15,12 @@ Channel attention W, computed once before fine-tuning:
    over ``attention_batches`` labeled-target batches;
 3. z-score ΔL within the layer, W_{l,·} = C_l · softmax(z / 5) (mean 1 over the channels).
 
-The channel is zeroed at the block's output (a forward hook), which for LeNet's
-conv-ReLU-pool blocks equals zeroing the filter as the official code does, and works for any
-block. ``attention=False`` gives W ≡ 1: feature-map knowledge distillation (``kd``).
+The channel is zeroed at the block's output (a forward hook), which works for any block. This
+is a deviation from the official code, which zeroes the conv filter: the two agree for a
+conv-ReLU-pool block, but with batch norm after the conv (LeNet's default) a zeroed filter
+still leaves BN's shift, and in a residual block the skip path; zeroing the output measures
+the channel itself. ``attention=False`` gives W ≡ 1: feature-map knowledge distillation
+(``kd``). Without labeled target samples there is nothing to score channels with, so W ≡ 1.
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ class DELTA(RegularizedFineTune):
             self.model_.block(name)  # unknown names stop here, with the list of blocks
         self.extra_modules_["source_model"] = FrozenEncoder(self.model_.backbone,
                                                             follow_mode=True)
-        self.channel_weights_ = (self.channel_attention(data, trainer) if self.attention
-                                 else None)
+        scorable = self.attention and len(data.target_labeled) > 0
+        self.channel_weights_ = self.channel_attention(data, trainer) if scorable else None
 
     def channel_attention(self, data: TrainData, trainer: Any) -> dict[str, torch.Tensor]:
         probe = LinearProbe(self.model, self.model_options)

@@ -25,6 +25,7 @@ import torch
 from ..data.task import Batch, TrainData
 from ..engine.types import StepOutput
 from ..errors import CheckpointError
+from ..utils import derive_seed
 from .base import Method, register_method, supervised_loss
 
 
@@ -119,7 +120,11 @@ def pretrain_source(data: TrainData, trainer: Any, model: str = "lenet",
     else:
         pre = SourceOnly(model, model_options)
     iters = iterations or trainer.config.iterations
-    trainer.with_options(iterations=iters, select="last", checkpoint_dir=None).fit(
+    # a seed of its own: with the run's seed, the source network would start from the very
+    # weights the target model is initialised with, and the "re-initialised" layers of a cut
+    # transfer (and the from-scratch twin) would not be independent of the source network
+    trainer.with_options(iterations=iters, select="last", checkpoint_dir=None,
+                         seed=derive_seed(trainer.config.seed, "pretrain")).fit(
         pre, data.only_source())
     return {k: v.detach().clone() for k, v in pre.model_.state_dict().items()}
 
