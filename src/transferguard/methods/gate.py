@@ -33,7 +33,7 @@ reversal layer of coefficient μ (the DANN alignment). Documented, configurable 
   input is then blanked too, so that D sees F(x) only, as DANN's does (with the posterior,
   two of three seeds of unsupervised syndigits -> mnist half-collapsed: 31.5% against DANN's
   57.1%; blanked, 49.7%. With labeled pairs the posterior stays on the marginal pairs as well:
-  blanking it there cost 0.1 to 1.9 points in 4 cells).
+  blanking it there cost 0.6 to 2.2 points in 3 of 4 cells and gained 0.1 in the fourth).
 - Each term is a mean BCE over its pairs, ½(E_T + E_S), as DANN's domain loss is (see
   :mod:`.dann`); the scale does not change D's optimum, hence not ω.
 - ``posterior=True`` (default; an extension of the paper, ``posterior=False`` is the
