@@ -16,9 +16,12 @@ DA = [e.name for e in tg.methods.METHODS if issubclass(e.obj, AdaptationMethod)]
 
 
 def _gate(**kw) -> Gate:
-    """A small gate on raw 6-d features (no posterior input: these tests drive D directly)."""
+    """A small gate on raw 6-d features (no posterior input: these tests drive D directly),
+    marked as having seen labeled target pairs, so that ω is D's ratio."""
     torch.manual_seed(0)
-    return Gate(6, 3, hidden=16, dropout=0.0, posterior=False, **kw)
+    g = Gate(6, 3, hidden=16, dropout=0.0, posterior=False, **kw)
+    g.joint_trained.fill_(True)
+    return g
 
 
 def test_weight_is_d_over_one_minus_d_with_clipping():
@@ -202,6 +205,7 @@ def test_without_labeled_target_pairs_the_gate_does_not_reweight():
     g = Gate(6, 3, hidden=16, posterior=False)
     out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), None, None, torch.randn(5, 6), 1.0)
     assert torch.equal(out.weights, torch.ones(8))  # L = 0: the gate is DANN
+    assert torch.equal(g.ratio(torch.tensor([-3.0, 2.0]), 2, None), torch.ones(2))
     out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), torch.randn(4, 6),
             torch.randint(0, 3, (4,)), torch.randn(5, 6), 1.0)
     assert not torch.equal(out.weights, torch.ones(8))

@@ -94,7 +94,6 @@ class AdaptationMethod(Method):
                 "(labeled_percent=100?); lower labeled_percent."
             )
         self.source_split_ = data.source
-        self.labeled_target_ = len(data.target_labeled) > 0  # without it, ω = 1 (gate.py)
         if self.gate and self.trade_off != 1.0 and (self.gate_replaces_alignment
                                                     or not self.needs_unlabeled):
             raise ConfigError(
@@ -213,9 +212,7 @@ class AdaptationMethod(Method):
             x = gate.inputs(h, logits)
             joint = disc(x, b.y).float()
             marginal = disc(x, torch.full_like(b.y, gate.nil)).float()
-            w = gate.ratio(joint, len(h), None, normalize=False) if self.labeled_target_ \
-                else torch.ones_like(joint)  # as in training: the labeled query is untrained
-            out["weight"].append(w.cpu())
+            out["weight"].append(gate.ratio(joint, len(h), None, normalize=False).cpu())
             out["log_joint"].append(joint.cpu())
             out["log_marginal"].append(marginal.cpu())
             out["loss"].append(F.cross_entropy(logits, b.y, reduction="none").cpu())

@@ -133,6 +133,9 @@ class Gate(nn.Module):
         self.lam, self.mu_max, self.clip, self.normalize = lam, mu_max, clip, normalize
         self.joint_grad, self.joint_loss, self.eps = joint_grad, joint_loss, eps
         self.nil = num_classes
+        # whether the labeled query has ever been trained (on labeled or pseudo-labeled target
+        # pairs); until then it says nothing about P_T(y|x) and every ω is 1
+        self.register_buffer("joint_trained", torch.zeros((), dtype=torch.bool))
 
     # ------------------------------------------------------------------ ω
     def inputs(self, h: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
@@ -156,7 +159,10 @@ class Gate(nn.Module):
 
     def ratio(self, logit: torch.Tensor, n_src: int, n_lab: int | None,
               normalize: bool | None = None) -> torch.Tensor:
-        """D/(1 − D) from D's logit, clipped into [eps, 1 − eps], then corrected."""
+        """D/(1 − D) from D's logit, clipped into [eps, 1 − eps], then corrected; 1 while
+        the labeled query is untrained."""
+        if not bool(self.joint_trained):
+            return torch.ones_like(logit)
         prob = torch.sigmoid(logit).clamp(self.eps, 1 - self.eps)
         w = prob / (1 - prob)
         if self.joint_loss == "pooled" and n_lab:
@@ -196,6 +202,7 @@ class Gate(nn.Module):
         labels = [nil(len(h_src)), nil(len(h_unl))]
         n_lab = 0 if h_lab is None else len(h_lab)
         if n_lab:  # joint (labeled) pairs
+            self.joint_trained.fill_(True)
             if self.joint_grad == "detach":
                 parts += [h_src.detach(), h_lab.detach()]
             else:
@@ -216,8 +223,8 @@ class Gate(nn.Module):
                 target = torch.cat([torch.zeros_like(j_src), torch.ones_like(j_lab)])
                 joint = F.binary_cross_entropy_with_logits(torch.cat([j_src, j_lab]), target)
             logs["gate_joint"] = joint.detach()
-        # no labeled target pair: the labeled query is untrained, so no re-weighting
-        w = self.weights(h_src, y_src, n_lab) if n_lab else torch.ones(len(h_src), device=dev)
+        # ω = 1 until labeled (or pseudo-labeled) target pairs have trained the labeled query
+        w = self.weights(h_src, y_src, n_lab)
         logs["gate_w_mean"] = w.mean()
         if self.pseudo_label is not None:
             logs["gate_pseudo"] = float(n_pseudo)
