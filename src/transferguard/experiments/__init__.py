@@ -1,5 +1,6 @@
 """Experiments: configs, the run store, the runner and the demo."""
 
+from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, TaskConfig, config_from_dict, load_config
 from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
@@ -8,14 +9,17 @@ from .store import RunRecord, RunStore, config_key
 __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
+    "HarmfulFound",
     "RunRecord",
     "RunStore",
     "Runner",
     "TaskConfig",
     "config_from_dict",
     "config_key",
+    "find_harmful",
     "load_config",
     "pretrained_checkpoint",
+    "run_cutpoint",
     "run_experiment",
     "runs_table",
 ]

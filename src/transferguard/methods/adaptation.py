@@ -59,6 +59,7 @@ class AdaptationMethod(Method):
     """Base of the DA family. Subclasses implement :meth:`alignment_loss`."""
 
     streams_used = ("source", "target_labeled", "target_unlabeled")
+    accepts_weighter = True
     #: whether the alignment term needs unlabeled target features
     needs_unlabeled: ClassVar[bool] = True
     #: whether the gate's augmented discriminator takes the place of the method's own

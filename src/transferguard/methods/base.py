@@ -39,6 +39,8 @@ class Method:
     name: ClassVar[str] = "method"
     #: the TrainData splits this method draws batches from
     streams_used: ClassVar[tuple[str, ...]] = ("source",)
+    #: whether the method composes a source weighter (``gate=True``, ``weighter=...``)
+    accepts_weighter: ClassVar[bool] = False
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False) -> None:

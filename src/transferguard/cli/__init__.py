@@ -1,0 +1,60 @@
+"""The ``transferguard`` command: one module per sub-command, each only parses and calls the API.
+
+    transferguard domains                     list the domains with their sizes
+    transferguard methods | models            list the methods / models
+    transferguard run CONFIG.yaml             one experiment from a validated config
+    transferguard ntg --source ... --method   the negative transfer gap from flags
+    transferguard harmful --source ... --eps  the source samples the gate finds harmful
+    transferguard cutpoint --source ...       target accuracy against the blocks transferred
+    transferguard show RUNS_DIR               a table of the recorded runs
+    transferguard demo                        negative vs positive transfer on built-in digits
+
+A command module defines ``add_parser(sub)``, which adds its sub-parser and sets
+``func=run``; ``run(args) -> int`` calls the public API and prints. Adding a command is one
+module here and one name in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import TransferGuardError
+
+#: the command modules, in the order ``--help`` lists them
+COMMANDS = ("domains", "listing", "run", "ntg", "harmful", "cutpoint", "show", "demo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except TransferGuardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are recorded; rerun with --resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    p = argparse.ArgumentParser(
+        prog="transferguard",
+        description="Measure, explain and prevent negative transfer.",
+    )
+    p.add_argument("--version", action="version", version=f"transferguard {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return p
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

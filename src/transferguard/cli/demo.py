@@ -1,0 +1,21 @@
+"""``transferguard demo``: negative vs positive transfer on the built-in digits."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("demo", help="negative vs positive transfer on the built-in digits")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    m.add_argument("--iterations", type=int, default=600)
+    m.add_argument("--resume", action="store_true")
+    m.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments.demo import run_demo
+
+    run_demo(args.out, seeds=args.seeds, iterations=args.iterations, resume=args.resume)
+    return 0

@@ -1,0 +1,27 @@
+"""``transferguard methods`` and ``transferguard models``: what is registered."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("methods", help="list the transfer methods").set_defaults(func=run_methods)
+    sub.add_parser("models", help="list the models").set_defaults(func=run_models)
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    from ..methods import METHODS
+    from ..report.tables import format_table
+
+    rows = [[e.name, "yes" if e.obj.accepts_weighter else "", e.description] for e in METHODS]
+    print(format_table(rows, ["method", "gate", "description"]))
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from ..models import MODELS
+    from ..report.tables import format_table
+
+    print(format_table([[e.name, e.description] for e in MODELS], ["model", "description"]))
+    return 0

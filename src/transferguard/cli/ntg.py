@@ -1,0 +1,32 @@
+"""``transferguard ntg``: the negative transfer gap of a method on a task, from flags."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import config_from_flags, task_flags
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    n = sub.add_parser("ntg", help="negative transfer gap of a method on a task")
+    task_flags(n, method_required=True)
+    n.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    n.add_argument("--out", default=None, help="run store directory (default runs/ntg)")
+    n.add_argument("--resume", action="store_true", help="skip runs that already finished")
+    n.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiments import run_experiment
+
+    cfg = config_from_flags(args, "ntg", args.seeds)
+    out = args.out or "runs/ntg"
+    res = run_experiment(cfg, out, resume=args.resume, echo=print)
+    print()
+    print(res.table())
+    for r in res.ntg:
+        print(f"\n{r.method}: {r.cell()}  ->  {r.verdict}")
+        for w in r.warnings:
+            print(f"  warning: {w}")
+    print(f"\n{res.seconds:.0f} s; runs recorded in {out}/runs.sqlite")
+    return 0
