@@ -35,6 +35,7 @@ import transferguard as tg
 from transferguard.analysis import cut_point_sweep
 from transferguard.experiments import Runner, RunStore, pretrained_checkpoint
 from transferguard.report.plots import cutpoint_plot
+from transferguard.report.tables import cutpoint_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, provenance, write_result
@@ -126,9 +127,10 @@ def cutpoint(runner: Runner, trainer: tg.Trainer, out: Path, seeds: list[int]
                           run=runner)
     img = RESULTS.parent / "images" / "cutpoint.png"
     cutpoint_plot(res, img, f"{PAIR[0]} -> {PAIR[1]}, L = 10%, {len(seeds)} seeds")
-    print(res.table(), flush=True)
+    print(cutpoint_table(res), flush=True)
     return ["### Cut point (Yosinski et al.): syndigits -> mnist, L = 10%", "",
-            res.table(markdown=True), "", "![cut point](../images/cutpoint.png)"], res.to_dict()
+            cutpoint_table(res, markdown=True), "",
+            "![cut point](../images/cutpoint.png)"], res.to_dict()
 
 
 def aux(runner: Runner, trainer: tg.Trainer, out: Path, seeds: list[int]

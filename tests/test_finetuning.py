@@ -9,8 +9,9 @@ import transferguard as tg
 from transferguard.analysis import CutPointResult
 from transferguard.errors import ConfigError
 from transferguard.methods import DTNH, pretrain_source
-from transferguard.methods.aux import binary_partition
-from transferguard.methods.finetune import FineTune
+from transferguard.methods.finetuning.aux import binary_partition
+from transferguard.methods.finetuning.finetune import FineTune
+from transferguard.report.tables import cutpoint_table
 
 REGULARIZED = ["l2sp", "delta", "kd", "bss"]
 
@@ -227,7 +228,7 @@ def test_cut_point_choices_are_made_on_validation_not_test():
     assert r.cut_point == 1  # on validation, frozen k=2 (70) falls below scratch (80)
     # on test, frozen k=1 (83.0) and k=2 (81.25) are not below scratch (81.0); k=3 is
     assert r.cut_point_oracle == 2
-    text = r.table()
+    text = cutpoint_table(r)
     assert "chosen on validation" in text and "Oracle" in text
     no_val = CutPointResult(["a"], [0], [80.0], {"frozen": {1: [79.0]}}, [None],
                             {"frozen": {1: [None]}})

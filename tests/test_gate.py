@@ -9,8 +9,9 @@ import torch
 
 import transferguard as tg
 from transferguard.errors import ConfigError
-from transferguard.methods.adaptation import AdaptationMethod
-from transferguard.methods.gate import Gate, gate_weight_formula
+from transferguard.methods.alignment import AdaptationMethod
+from transferguard.methods.reweighting.gate import Gate, gate_weight_formula
+from transferguard.report.tables import harmful_summary
 
 DA = [e.name for e in tg.methods.METHODS if issubclass(e.obj, AdaptationMethod)]
 
@@ -51,7 +52,8 @@ def test_no_gradient_reaches_d_through_the_weights():
     g = _gate()
     h_src = torch.randn(8, 6, requires_grad=True)
     y_src = torch.randint(0, 3, (8,))
-    out = g(h_src, y_src, torch.randn(4, 6), torch.randint(0, 3, (4,)), torch.randn(5, 6), 1.0)
+    out = g.adversarial(h_src, y_src, torch.randn(4, 6), torch.randint(0, 3, (4,)),
+                        torch.randn(5, 6), 1.0)
     assert not out.weights.requires_grad
     per_sample = (h_src ** 2).sum(1)  # a stand-in for the source CE
     (out.weights * per_sample).mean().backward()
@@ -73,11 +75,11 @@ def test_nil_label_path_and_gradient_routes():
     h_lab = torch.randn(4, 6, requires_grad=True)
     h_unl = torch.randn(5, 6, requires_grad=True)
     y_src, y_lab = torch.randint(0, 3, (8,)), torch.randint(0, 3, (4,))
-    out = g(h_src, y_src, h_lab, y_lab, h_unl, 0.5)
+    out = g.adversarial(h_src, y_src, h_lab, y_lab, h_unl, 0.5)
     labels = seen[0]  # one call over [nil src, nil unl, src pairs, lab pairs]
     assert (labels[:13] == 3).all()  # nil = K = 3 for the marginal pairs
     assert torch.equal(labels[13:21], y_src) and torch.equal(labels[21:], y_lab)
-    out.adversarial.backward()
+    out.loss.backward()
     assert h_lab.grad is None  # joint term on detached features: F is not pushed by it
     assert h_unl.grad is not None and h_src.grad is not None  # the marginal term aligns F
 
@@ -89,7 +91,7 @@ def test_marginal_term_is_reversed_with_coefficient_mu():
     grads = []
     for mu in (1.0, 0.25):
         h = h_unl.clone().requires_grad_(True)
-        g(h_src, y_src, None, None, h, mu).adversarial.backward()
+        g.adversarial(h_src, y_src, None, None, h, mu).loss.backward()
         grads.append(h.grad)
     # the gradient F receives is −μ times D's: it scales with μ
     assert torch.allclose(grads[1], grads[0] * 0.25, atol=1e-6)
@@ -156,7 +158,7 @@ def test_gate_weights_separate_wrong_labels_from_clean_ones():
     m = tg.create_method("dann", gate=True)
     tr.run(m, task)
     rep = tg.harmful_source_report(m, task)
-    assert rep.label_auroc > 0.6, rep.summary()
+    assert rep.label_auroc > 0.6, harmful_summary(rep)
     assert rep.label_precision_at_rate > rep.label_corruption_rate
     w = rep.weights
     assert w[task.perturbation.label_flipped].mean() < w[~task.perturbation.label_flipped].mean()
@@ -193,7 +195,10 @@ def test_adda_twin_trains_its_target_encoder_with_labels(tiny_task):
     data = tiny_task.train_data().without_source()
     twin.setup(data, tr)
     twin.prepare(data, tr)
-    batches = {name: tg.data.BatchStream(getattr(data, name), 8, data.spec, seed=0).next()
+    for m in twin.modules().values():  # the Trainer's device, CPU or CUDA
+        m.to(tr.device)
+    batches = {name: tg.data.BatchStream(getattr(data, name), 8, data.spec, seed=0,
+                                         device=tr.device).next()
                for name in ("source", "target_unlabeled")}
     twin.set_train_mode()
     out = twin.training_step(batches, 0.5)
@@ -203,10 +208,11 @@ def test_adda_twin_trains_its_target_encoder_with_labels(tiny_task):
 
 def test_without_labeled_target_pairs_the_gate_does_not_reweight():
     g = Gate(6, 3, hidden=16, posterior=False)
-    out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), None, None, torch.randn(5, 6), 1.0)
+    out = g.adversarial(torch.randn(8, 6), torch.randint(0, 3, (8,)), None, None,
+                        torch.randn(5, 6), 1.0)
     assert torch.equal(out.weights, torch.ones(8))  # L = 0: the gate is DANN
     assert torch.equal(g.ratio(torch.tensor([-3.0, 2.0]), 2, None), torch.ones(2))
-    out = g(torch.randn(8, 6), torch.randint(0, 3, (8,)), torch.randn(4, 6),
+    out = g.adversarial(torch.randn(8, 6), torch.randint(0, 3, (8,)), torch.randn(4, 6),
             torch.randint(0, 3, (4,)), torch.randn(5, 6), 1.0)
     assert not torch.equal(out.weights, torch.ones(8))
 
@@ -221,8 +227,8 @@ def test_without_labeled_target_pairs_d_does_not_see_the_posterior():
         ls, lu = logit_scale * torch.randn(8, 3), logit_scale * torch.randn(5, 3)
         lab = (g.inputs(torch.randn(4, 6), torch.randn(4, 3)), torch.randint(0, 3, (4,))) \
             if labeled else (None, None)
-        out = g(g.inputs(h_s, ls), y_s, *lab, g.inputs(h_u, lu), 1.0)
-        return float(out.adversarial.detach())
+        out = g.adversarial(g.inputs(h_s, ls), y_s, *lab, g.inputs(h_u, lu), 1.0)
+        return float(out.loss.detach())
 
     # L = 0: the marginal pairs are F(x) only, like DANN's discriminator input
     assert loss(1.0, labeled=False) == pytest.approx(loss(5.0, labeled=False), abs=1e-6)

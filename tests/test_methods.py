@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -9,7 +10,6 @@ import torch
 
 import transferguard as tg
 from transferguard.errors import ConfigError, UnknownNameError
-from transferguard.methods import METHODS
 
 
 @pytest.mark.parametrize("name", tg.list_methods())
@@ -20,7 +20,9 @@ def test_every_method_trains_and_its_twin_runs(name, tiny_task, fast_trainer):
     assert not any(k.endswith("_") for k in vars(method))
     params = method.get_params()
     assert method.clone().get_params() == params
+    before = copy.deepcopy(params)
     fit = fast_trainer.fit(method, tiny_task.train_data())
+    assert method.get_params() == before  # scikit-learn: fit leaves hyper-parameters alone
     assert fit.trained and fit.iterations == 6
     assert all(math.isfinite(row["loss"]) for row in fit.history if "loss" in row)
     for p in method.model_.parameters():
@@ -86,8 +88,11 @@ def test_finetune_loads_the_source_backbone_and_resets_the_head(tiny_task, tmp_p
     ft = tg.create_method("finetune", pretrained=str(path))
     ft.setup(tiny_task.train_data(), fast_trainer)
     ft.prepare(tiny_task.train_data(), fast_trainer)
-    assert torch.equal(ft.model_.backbone.conv1[0].weight, pre.model_.backbone.conv1[0].weight)
-    assert not torch.equal(ft.model_.head.weight, pre.model_.head.weight)
+    # the source network trained on the Trainer's device; the loaded copy is on the CPU
+    src_conv, src_head = (pre.model_.backbone.conv1[0].weight.cpu(),
+                          pre.model_.head.weight.cpu())
+    assert torch.equal(ft.model_.backbone.conv1[0].weight.cpu(), src_conv)
+    assert not torch.equal(ft.model_.head.weight.cpu(), src_head)
     groups = ft.param_groups()
     assert groups[0]["lr_mult"] == 0.1 and groups[1]["lr_mult"] == 1.0
     twin = ft.twin()
@@ -95,7 +100,24 @@ def test_finetune_loads_the_source_backbone_and_resets_the_head(tiny_task, tmp_p
     assert twin.param_groups()[0]["lr_mult"] == 1.0  # random init learns at the full rate
 
 
-def test_registry_is_consistent():
-    for entry in METHODS:
-        assert entry.obj.name == entry.name
-        assert entry.description
+def _state(method) -> dict[str, torch.Tensor]:
+    return {f"{name}.{k}": v.detach().cpu().clone()
+            for name, m in method.modules().items() for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", tg.list_methods())
+def test_every_method_refits_to_the_same_result(name, tiny_task, fast_trainer):
+    """scikit-learn's idempotence check: fitting again (the same object, or a clone) with
+    the same seed gives the same model, so one seed gives one result."""
+    method = tg.create_method(name)
+    fast_trainer.fit(method, tiny_task.train_data())
+    first = _state(method)
+    fast_trainer.fit(method, tiny_task.train_data())
+    again = _state(method)
+    clone = method.clone()
+    fast_trainer.fit(clone, tiny_task.train_data())
+    other = _state(clone)
+    assert first.keys() == again.keys() == other.keys()
+    for k in first:
+        assert torch.equal(first[k], again[k]), f"{name}: refit changed {k}"
+        assert torch.equal(first[k], other[k]), f"{name}: a clone fit to another {k}"

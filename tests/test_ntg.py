@@ -9,6 +9,7 @@ import pytest
 import transferguard as tg
 from transferguard.analysis import INCONCLUSIVE, NEGATIVE, POSITIVE, NTGResult
 from transferguard.analysis.ntg import confidence_interval
+from transferguard.report.tables import ntg_cell
 
 
 def test_ntg_arithmetic_and_table_cell():
@@ -17,7 +18,7 @@ def test_ntg_arithmetic_and_table_cell():
     assert r.ntg == pytest.approx(9.0)
     # acc(A) + NTG = acc(A_T), the check of methods reference section 11
     assert r.mean_accuracy + r.ntg == pytest.approx(r.mean_twin_accuracy)
-    assert r.cell() == "82.0 (+9.0)"
+    assert ntg_cell(r) == "82.0 (+9.0)"
     assert r.verdict == NEGATIVE
     d = r.to_dict()
     assert d["verdict"] == NEGATIVE and d["ci_low"] < 9.0 < d["ci_high"]

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import transferguard as tg
-from transferguard.data import BatchStream, perturb_source
-from transferguard.data.task import stratified_split
+from transferguard.data import BatchStream, perturb_source, stratified_split
 from transferguard.errors import DataError
 
 

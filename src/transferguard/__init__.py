@@ -5,7 +5,7 @@ The public API in one place::
     import transferguard as tg
     task = tg.TransferTask("mnist", "uci-digits", eps=0.7, labeled_percent=30)
     result = tg.negative_transfer_gap(task, "dann", seeds=[0, 1, 2])
-    print(result.cell(), result.verdict)
+    print(result.ntg, result.interval, result.verdict)
 """
 
 from ._version import __version__
@@ -19,6 +19,7 @@ from .analysis import (
 from .data import (
     Domain,
     InputSpec,
+    TaskSpec,
     TransferTask,
     describe_domains,
     list_domains,
@@ -35,7 +36,15 @@ from .errors import (
     UnknownNameError,
 )
 from .experiments import RunStore, load_config, run_experiment
-from .methods import Method, create_method, list_methods, register_method
+from .methods import (
+    Method,
+    SourceWeighter,
+    create_method,
+    list_methods,
+    list_weighters,
+    register_method,
+    register_weighter,
+)
 from .models import TransferModel, create_model, list_models, register_model
 
 __all__ = [
@@ -48,6 +57,8 @@ __all__ = [
     "Method",
     "NTGResult",
     "RunStore",
+    "SourceWeighter",
+    "TaskSpec",
     "Trainer",
     "TrainerConfig",
     "TrainingDivergedError",
@@ -64,11 +75,13 @@ __all__ = [
     "list_domains",
     "list_methods",
     "list_models",
+    "list_weighters",
     "load_config",
     "load_domain",
     "negative_transfer_gap",
     "register_domain",
     "register_method",
     "register_model",
+    "register_weighter",
     "run_experiment",
 ]

@@ -117,3 +117,17 @@ def _fmt(v: Any) -> str:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_seeds(seeds: Any) -> list[int]:
+    """Seeds as distinct integers, at least one (ValueError otherwise).
+
+    A repeated seed repeats a run, which makes a confidence interval over seeds falsely narrow.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must list at least one seed.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat ({seeds}); a repeated seed repeats a run and makes the "
+                         "confidence interval falsely narrow. List distinct seeds.")
+    return seeds

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data.task import TransferTask
+from ..data import TransferTask
 from ..engine import RunResult, Trainer
 
 MODES = ("frozen", "finetuned")
@@ -112,24 +112,6 @@ class CutPointResult:
             rows.append(row)
         return rows
 
-    def table(self, markdown: bool = False) -> str:
-        from ..utils import format_table
-
-        headers = ["k", "last block transferred", "frozen test acc", "sd",
-                   "fine-tuned test acc", "sd"]
-        text = format_table(self.rows(), headers, markdown)
-
-        def say(choice: tuple[int, str, float] | None) -> str:
-            if choice is None:
-                return "n/a (no validation split)"
-            k, mode, _ = choice
-            what = "from scratch (no block)" if k == 0 else f"k={k} ({mode})"
-            return f"{what}, test accuracy {self.test_of(choice):.1f}%"
-
-        return (text + f"\n\nbest, chosen on validation: {say(self.best)}; cutting point "
-                f"(frozen, on validation): k={self.cut_point}.\nOracle (chosen on test, for "
-                f"reference): {say(self.best_oracle)}; cutting point k={self.cut_point_oracle}.")
-
     def to_dict(self) -> dict[str, Any]:
         def pack(d: dict[str, dict[int, list[float]]]) -> dict[str, dict[str, list[float]]]:
             return {m: {str(k): v for k, v in per.items()} for m, per in d.items()}
@@ -153,7 +135,7 @@ def cut_point_sweep(task: TransferTask, pretrained: str | Callable[[int], str] |
     ``pretrained`` is a checkpoint path, or a function seed -> path (one source network per
     seed), or None (each run pre-trains its own source network: slow).
     """
-    from ..methods.cut import CutTransfer
+    from ..methods.finetuning.cut import CutTransfer
     from ..models import create_model
 
     trainer = trainer or Trainer()

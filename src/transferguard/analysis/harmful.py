@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..data.task import TransferTask
+from ..data import TransferTask
 from ..errors import ConfigError
 
 
@@ -74,24 +74,12 @@ class HarmfulSourceReport:
         d.pop("most_harmful")
         return d
 
-    def summary(self) -> str:
-        def f(v: float | None) -> str:
-            return "n/a" if v is None else f"{v:.3f}"
-
-        return (f"wrong labels: AUROC {f(self.label_auroc)} (ω), "
-                f"{f(self.conditional_label_auroc)} (conditional ratio), "
-                f"{f(self.small_loss_label_auroc)} (small-loss baseline); precision of ω at the "
-                f"corruption rate {f(self.label_precision_at_rate)} (random = "
-                f"{self.label_corruption_rate:.2f}). Corrupted images: AUROC "
-                f"{f(self.image_auroc)} (ω), {f(self.marginal_image_auroc)} (marginal ratio). "
-                f"Either: AUROC {f(self.any_auroc)} (ω).")
-
 
 def harmful_source_report(method: Any, task: TransferTask, top: int = 20) -> HarmfulSourceReport:
     """Score a trained gated method's ω against the task's corruption masks."""
-    if not hasattr(method, "source_scores"):
-        raise ConfigError(f"{getattr(method, 'label', method)} has no per-sample source "
-                          "weights; use a domain-adaptation method with gate=True.")
+    if not method.has_weighter:
+        raise ConfigError(f"{method.label} has no per-sample source weights; use a "
+                          "domain-adaptation method with gate=True (or gate=NAME).")
     scores = method.source_scores(task.train_data().source)
     w = scores["weight"]
     pert = task.perturbation

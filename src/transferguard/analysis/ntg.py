@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..data.task import TransferTask
+from ..data import TransferTask
 from ..engine import RunResult, Trainer
+from ..utils import check_seeds
 
 NEGATIVE, POSITIVE, INCONCLUSIVE = "negative transfer", "positive transfer", "inconclusive"
 
@@ -119,16 +120,6 @@ class NTGResult:
             out.append("one seed: no confidence interval; use at least 3 seeds")
         return out
 
-    def cell(self) -> str:
-        """Wang et al.'s table form: accuracy with the NTG in brackets, e.g. ``86.7 (+5.7)``."""
-        return f"{self.mean_accuracy:.1f} ({self.ntg:+.1f})"
-
-    def interval_text(self) -> str:
-        mean, low, high = self.interval
-        if math.isnan(low):
-            return f"{mean:+.1f}"
-        return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         mean, low, high = self.interval
@@ -164,12 +155,7 @@ def negative_transfer_gap(
         method = create_method(method)
     if not isinstance(method, Method):
         raise TypeError(f"method must be a Method or a method name, got {type(method).__name__}.")
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("negative_transfer_gap needs at least one seed.")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds repeat ({seeds}); a repeated seed repeats a run and makes the "
-                         "confidence interval falsely narrow.")
+    seeds = check_seeds(seeds)
     trainer = trainer or Trainer()
 
     def default_run(m: Any, t: TransferTask, seed: int) -> RunResult:

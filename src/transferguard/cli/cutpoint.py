@@ -26,13 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import run_cutpoint
+    from ..report.tables import cutpoint_table
 
     cfg = config_from_flags(args, "cutpoint", args.seeds)
     result = run_cutpoint(cfg, args.out, pretrained=args.pretrained,
                           pretrain_iterations=args.pretrain_iterations,
                           resume=args.resume, echo=print)
     print()
-    print(result.table())
+    print(cutpoint_table(result))
     if args.plot:
         from ..report.plots import cutpoint_plot
 

@@ -18,14 +18,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import find_harmful
-    from ..report.tables import format_table
+    from ..report.tables import format_table, harmful_summary
 
     args.gate = True
     cfg = config_from_flags(args, "harmful", [args.seed])
     found = find_harmful(cfg, seed=args.seed, top=args.top)
     report = found.report
     print(f"{found.label} on {found.task}: test accuracy {found.result.test_accuracy:.1f}")
-    print(report.summary())
+    print(harmful_summary(report))
     rows = [[r["index"], f"{r['weight']:.3f}", r["label"], r["clean_label"],
              "yes" if r["label_wrong"] else "", "yes" if r["image_corrupted"] else ""]
             for r in report.most_harmful]

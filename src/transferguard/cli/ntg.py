@@ -18,14 +18,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import run_experiment
+    from ..report.tables import experiment_table, ntg_cell
 
     cfg = config_from_flags(args, "ntg", args.seeds)
     out = args.out or "runs/ntg"
     res = run_experiment(cfg, out, resume=args.resume, echo=print)
     print()
-    print(res.table())
+    print(experiment_table(res))
     for r in res.ntg:
-        print(f"\n{r.method}: {r.cell()}  ->  {r.verdict}")
+        print(f"\n{r.method}: {ntg_cell(r)}  ->  {r.verdict}")
         for w in r.warnings:
             print(f"  warning: {w}")
     print(f"\n{res.seconds:.0f} s; runs recorded in {out}/runs.sqlite")

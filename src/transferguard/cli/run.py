@@ -17,12 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_config, run_experiment
+    from ..report.tables import experiment_table
 
     cfg = load_config(args.config)
     out = args.out or cfg.output or str(Path("runs") / cfg.name)
     res = run_experiment(cfg, out, resume=args.resume, echo=None if args.quiet else print)
     print()
-    print(res.table())
+    print(experiment_table(res))
     print(f"\n{res.trained} runs trained, {res.reused} resumed, {res.seconds:.0f} s; "
           f"recorded in {out}/runs.sqlite")
     return 0

@@ -1,22 +1,36 @@
-"""Data layer: domains, the input spec, the perturbation protocol and the transfer task.
+"""Data layer: domains, the input spec, the task specification, the perturbation protocol,
+splits, batching and the transfer task.
+
+- ``domain.py`` (Domain, InputSpec), ``catalog.py`` (the registry and ``load_domain``),
+  ``builtin.py`` (the offline digit domains), ``user.py`` (``folder:`` / ``torchvision:``),
+  ``cache.py`` (the ``.npz`` domain cache);
+- ``spec.py`` (:class:`TaskSpec`, every task rule validated once), ``perturb.py`` (ε_x, ε_y),
+  ``splits.py`` (Split, TrainData, stratified drawing), ``batching.py`` (batches by
+  indexing), ``task.py`` (:class:`TransferTask`).
 
 Nothing in this package imports models, methods or the engine.
 """
 
 from . import builtin as _builtin  # noqa: F401  (registers the built-in domains)
-from .catalog import describe_domains, list_domains, load_domain, register_domain
+from .batching import Batch, BatchStream, iterate_batches
+from .catalog import DOMAINS, describe_domains, list_domains, load_domain, register_domain
 from .domain import Domain, InputSpec
-from .perturb import CORRUPTIONS, Perturbation, corrupt_images, perturb_source
-from .task import Batch, BatchStream, Split, TrainData, TransferTask, iterate_batches
+from .perturb import CORRUPTIONS, LABEL_NOISE, Perturbation, corrupt_images, perturb_source
+from .spec import TaskSpec
+from .splits import Split, TrainData, stratified_split
+from .task import TransferTask
 
 __all__ = [
     "CORRUPTIONS",
+    "DOMAINS",
+    "LABEL_NOISE",
     "Batch",
     "BatchStream",
     "Domain",
     "InputSpec",
     "Perturbation",
     "Split",
+    "TaskSpec",
     "TrainData",
     "TransferTask",
     "corrupt_images",
@@ -26,4 +40,5 @@ __all__ = [
     "load_domain",
     "perturb_source",
     "register_domain",
+    "stratified_split",
 ]

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .catalog import cached_domain, register_domain
+from .cache import cached_domain
+from .catalog import register_domain
 from .domain import Domain
 
 DIGITS = tuple(str(i) for i in range(10))

@@ -13,20 +13,13 @@ and written atomically, so a second load takes a fraction of a second.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
 from ..errors import DataError
 from ..registry import Registry
-from ..utils import atomic_save, cache_dir
 from .domain import Domain
 
 Loader = Callable[..., Domain]
@@ -93,43 +86,3 @@ def describe_domains(names: list[str] | None = None) -> list[DomainInfo]:
                        int(counts.max()), dt, desc)
         )
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# the .npz cache
-# --------------------------------------------------------------------------------------------
-
-
-def cache_key(name: str, params: dict[str, Any]) -> str:
-    blob = json.dumps(params, sort_keys=True, default=str)
-    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
-
-
-def cached_domain(name: str, params: dict[str, Any], build: Callable[[], Domain]) -> Domain:
-    """Return the cached domain for (name, params), building and caching it on a miss.
-
-    A cache file that can not be read (truncated by a full disk, another version) is rebuilt
-    rather than trusted.
-    """
-    path = cache_dir() / "domains" / f"{cache_key(name, params)}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return Domain(
-                    str(z["name"]), torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]),
-                    tuple(str(c) for c in z["classes"]), str(z["description"]),
-                    {"cache": str(path)},
-                )
-        except Exception:  # corrupt or stale cache: rebuild it below
-            path.unlink(missing_ok=True)
-    domain = build()
-
-    def write(fh: io.BufferedWriter) -> None:
-        np.savez(
-            fh, name=np.array(domain.name), images=domain.images.numpy(),
-            labels=domain.labels.numpy(), classes=np.array(domain.classes),
-            description=np.array(domain.description),
-        )
-
-    atomic_save(path, write)  # type: ignore[arg-type]
-    return domain

@@ -79,17 +79,10 @@ def perturb_source(
     ``label_noise="uniform"`` draws the new label uniformly from all K classes (the paper's
     "random label"); ``"flip"`` draws it from the K-1 *other* classes, so every resampled label
     is wrong.
+
+    The settings are validated where they are made (:class:`~.spec.TaskSpec`); this function
+    applies them.
     """
-    eps_x = check_rate("eps_x", eps_x)
-    eps_y = check_rate("eps_y", eps_y)
-    if label_noise not in LABEL_NOISE:
-        raise DataError(f"label_noise must be one of {LABEL_NOISE}, got {label_noise!r}.")
-    unknown = set(corruptions) - set(CORRUPTIONS)
-    if unknown:
-        raise DataError(f"unknown corruptions {sorted(unknown)}; choose from {CORRUPTIONS}.")
-    if eps_x > 0 and not corruptions:
-        raise DataError(f"eps_x={eps_x} asks for corrupted images, but corruptions is empty; "
-                        f"name at least one of {CORRUPTIONS}, or set eps_x=0.")
     n = images.shape[0]
     x_mask = torch.rand(n, generator=generator) < eps_x
     y_mask = torch.rand(n, generator=generator) < eps_y

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DataError
 from ..utils import cache_dir
-from .catalog import cached_domain
+from .cache import cached_domain
 from .domain import Domain
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}

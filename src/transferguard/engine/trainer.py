@@ -9,41 +9,58 @@ A reader should understand training in one sitting, so here it is in order:
 3. one :class:`BatchStream` per split the method uses, drawing batches by indexing;
 4. for ``iterations`` steps: set the scheduled learning rate, draw a batch from each stream,
    ``out = method.training_step(batches, progress)``, stop on a NaN/inf loss, backward
-   (or the method's gradient combiner, e.g. DTNH), optimiser step;
+   (or the method's ``gradient_combiner``, e.g. DTNH), optimiser step. A method with
+   several optimisers (GAN-style alternating updates) declares ``stages``; each stage then
+   gets ``method.stage_step(stage, batches, progress)``, its own backward and its own step;
 5. every ``eval_every`` steps and at the end, accuracy on the target *validation* split; the
    best state is kept for model selection (last state when there is no validation split);
+   callbacks (:mod:`.callbacks`) see every history row and evaluation point;
 6. :meth:`Trainer.run` evaluates on the test split, once, after all of that.
+
+Evaluation is in :mod:`.evaluation`, checkpoint files in :mod:`.checkpoint`, the knobs in
+:mod:`.config`.
 
 Defaults are the DA literature's (SGD, momentum 0.9, lr 0.01, the DANN schedule
 lr_p = lr_0 (1 + 10p)^-0.75). channels_last is on by default (it speeds convolutions up on
-CUDA and, by about 1.4x for the digits LeNet, on CPU too); on CUDA bf16 autocast is on.
+CUDA and, by about 1.4x for the digits LeNet, on CPU too); on CUDA bf16 autocast is on, and
+the loop never waits on the GPU per step: the finite-loss check stays on the device and is
+read at log and evaluation steps (on the CPU it is read every step, where it costs nothing).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
-import math
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..data.task import BatchStream, Split, TrainData, TransferTask, iterate_batches
+from ..data import BatchStream, Split, TrainData, TransferTask
 from ..errors import CheckpointError, ConfigError, TrainingDivergedError
+from ..identity import canonical_json, identity_digest, run_identity
 from ..utils import atomic_save, derive_seed, resolve_device, seed_everything
-from .schedules import SCHEDULES, lr_factor
+from . import checkpoint as ckpt_io
+from .callbacks import call
+from .config import TrainerConfig
+from .evaluation import evaluate as evaluate_split
+from .schedules import lr_factor
 from .types import EvalResult, FitResult, RunResult, StepOutput
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+__all__ = ["GradientCombiner", "TrainableMethod", "Trainer", "TrainerConfig"]
+
+
+@runtime_checkable
+class GradientCombiner(Protocol):
+    """Replaces ``loss.backward()``: writes the gradients the optimiser steps on (DTNH)."""
+
+    def backward(self, out: StepOutput, method: Any) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @runtime_checkable
@@ -53,7 +70,14 @@ class TrainableMethod(Protocol):
     name: str
     source_free: bool
     model_: nn.Module  # the F/C model that predicts (built by setup)
+    #: names of the optimisation stages (empty: one optimiser, ``training_step``)
+    stages: ClassVar[tuple[str, ...]]
 
+    @property
+    def label(self) -> str: ...
+    @property
+    def gradient_combiner(self) -> GradientCombiner | None: ...
+    def get_params(self) -> dict[str, Any]: ...
     def setup(self, data: TrainData, trainer: Trainer) -> None: ...
     def prepare(self, data: TrainData, trainer: Trainer) -> None: ...
     def streams(self) -> tuple[str, ...]: ...
@@ -62,64 +86,16 @@ class TrainableMethod(Protocol):
     def modules(self) -> dict[str, nn.Module]: ...
     def param_groups(self) -> list[dict[str, Any]]: ...
     def training_step(self, batches: Mapping[str, Any], progress: float) -> StepOutput: ...
-
-
-@dataclass
-class TrainerConfig:
-    """Every knob of the loop. ``batch_size`` is per stream (a DANN step sees 3 batches)."""
-
-    iterations: int = 1000
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    schedule: str = "dann"
-    eval_every: int = 100
-    select: str = "val"
-    eval_batch_size: int = 512
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    seed: int = 0
-    progress: bool | None = None
-    log_every: int = 50
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 0
-    max_grad_norm: float | None = None
-    flush_denormal: bool = True
-
-    def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
-
-        need(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}.")
-        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}.")
-        need(self.optimizer in OPTIMIZERS,
-             f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
-        need(self.schedule in SCHEDULES,
-             f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
-        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}.")
-        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}.")
-        need(self.select in ("val", "last"),
-             f"select must be 'val' (best validation accuracy) or 'last', got {self.select!r}.")
-        need(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}.")
-        need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}.")
-        need(self.eval_batch_size >= 1,
-             f"eval_batch_size must be >= 1, got {self.eval_batch_size}.")
-        need(self.checkpoint_every >= 0,
-             f"checkpoint_every must be >= 0 (0: only at the end), got {self.checkpoint_every}.")
-        need(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}.")
-        need(self.max_grad_norm is None or self.max_grad_norm > 0,
-             f"max_grad_norm must be positive or null, got {self.max_grad_norm}.")
+    def stage_step(self, stage: str, batches: Mapping[str, Any],
+                   progress: float) -> StepOutput: ...
 
 
 class Trainer:
-    """Runs methods. ``Trainer(iterations=500, lr=0.01)`` or ``Trainer(TrainerConfig(...))``."""
+    """Runs methods. ``Trainer(iterations=500, lr=0.01)`` or ``Trainer(TrainerConfig(...))``;
+    ``callbacks=[...]`` observe every fit (see :mod:`.callbacks`)."""
 
-    def __init__(self, config: TrainerConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: TrainerConfig | None = None, *,
+                 callbacks: Sequence[Any] = (), **overrides: Any) -> None:
         cfg = copy.deepcopy(config) if config is not None else TrainerConfig()
         valid = {f.name for f in dataclasses.fields(TrainerConfig)}
         bad = sorted(set(overrides) - valid)
@@ -128,10 +104,11 @@ class Trainer:
         cfg = dataclasses.replace(cfg, **overrides)
         cfg.validate()
         self.config = cfg
+        self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.device)
 
     def with_options(self, **overrides: Any) -> Trainer:
-        return Trainer(self.config, **overrides)
+        return Trainer(self.config, callbacks=self.callbacks, **overrides)
 
     @property
     def seed(self) -> int:
@@ -165,81 +142,95 @@ class Trainer:
                               derive_seed(cfg.seed, "stream", name), self.device)
             for name in method.streams() if len(getattr(data, name)) > 0
         }
-        optimizer = self._optimizer(method.param_groups())
+        stages = tuple(method.stages)
+        optimizers = self._optimizers(method.param_groups(), stages)
         history: list[dict[str, float]] = []
         best = {"acc": -1.0, "step": None, "state": None}
         start = 0
-        identity = self._identity(method, data) if cfg.checkpoint_dir else ""
-        ckpt = None
+        combiner = method.gradient_combiner
+        identity, ckpt = "", None
         if cfg.checkpoint_dir:
-            digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
-            ckpt = Path(cfg.checkpoint_dir) / f"{method.label}-{digest}.pt"
+            ident = run_identity(method, cfg, data=data_fingerprint(data))
+            identity = canonical_json(ident)
+            ckpt = Path(cfg.checkpoint_dir) / f"{method.label}-{identity_digest(ident, 12)}.pt"
         if resume and ckpt is not None and ckpt.exists():
-            start = self._load_training_state(ckpt, identity, method, modules, optimizer,
-                                              streams, best, history)
+            start = ckpt_io.load_training_state(ckpt, identity, modules, optimizers, streams,
+                                                best, history, combiner, self._cuda)
         has_val = len(data.target_val) > 0 and cfg.select == "val"
-        combiner = getattr(method, "gradient_combiner", None)
         bar = self._progress_bar(method.name, start)
+        # on CUDA the finite check stays on the device (no sync per step) and is read at log
+        # and evaluation steps; first_bad holds the first step whose loss was not finite
+        first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         t_loop = time.perf_counter()
         for step in range(start, cfg.iterations):
             p = step / cfg.iterations
             factor = lr_factor(cfg.schedule, p)
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
             batches = {name: self._layout(s.next()) for name, s in streams.items()}
             method.set_train_mode()
-            with self._autocast():
-                out = method.training_step(batches, p)
-            if not torch.isfinite(out.loss.detach()):
-                raise TrainingDivergedError(
-                    f"{method.name}: the loss became {float(out.loss.detach())} at step "
-                    f"{step + 1} of "
-                    f"{cfg.iterations} (lr {cfg.lr * factor:.3g}); lower the learning rate "
-                    f"(--lr), clip gradients (max_grad_norm) or check the inputs for NaNs. "
-                    f"Loss parts: {self._floats(out.logs)}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            if combiner is not None:
-                combiner.backward(out, method)
-            else:
-                out.loss.backward()
-            if cfg.max_grad_norm:
-                params = [q for g in optimizer.param_groups for q in g["params"]]
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
             done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.iterations:
+            for stage, opt in optimizers.items():
+                with self._autocast():
+                    out = method.training_step(batches, p) if not stages else \
+                        method.stage_step(stage, batches, p)
+                if self._cuda:
+                    bad = ~torch.isfinite(out.loss.detach())
+                    first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
+                elif not torch.isfinite(out.loss.detach()):
+                    self._diverged(method, step, factor, out, opt)
+                opt.zero_grad(set_to_none=True)
+                if combiner is not None:
+                    combiner.backward(out, method)
+                else:
+                    out.loss.backward()
+                if cfg.max_grad_norm:
+                    params = [q for g in opt.param_groups for q in g["params"]]
+                    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
+            log_now = done % cfg.log_every == 0 or done == cfg.iterations
+            eval_now = done % cfg.eval_every == 0 or done == cfg.iterations
+            if self._cuda and (log_now or eval_now) and int(first_bad) >= 0:
+                self._diverged(method, int(first_bad), factor, out, opt)
+            row: dict[str, float] | None = None
+            if log_now:
                 row = {"step": float(done), "lr": cfg.lr * factor, **self._floats(out.logs)}
                 row["loss"] = float(out.loss.detach())
-                if has_val and (done % cfg.eval_every == 0 or done == cfg.iterations):
+            if eval_now and (has_val or self.callbacks):
+                row = row if row is not None else {"step": float(done)}
+                if has_val:
                     row["val_acc"] = self._track_best(method, data, done, best)
+                for extra in call(self.callbacks, "on_eval", self, method, data, done):
+                    row.update(extra or {})
+            if row is not None and (log_now or has_val or len(row) > 1):
                 history.append(row)
-                if bar is not None:
+                call(self.callbacks, "on_log", self, method, done, row)
+                if bar is not None and log_now:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"})
-            elif has_val and done % cfg.eval_every == 0:
-                history.append({"step": float(done),
-                                "val_acc": self._track_best(method, data, done, best)})
             if ckpt is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
-                self._save_training_state(ckpt, identity, done, method, modules, optimizer,
-                                          streams, best, history)
+                ckpt_io.save_training_state(ckpt, identity, done, modules, optimizers, streams,
+                                            best, history, combiner, self._cuda)
             if bar is not None:
                 bar.update(1)
         loop_seconds = time.perf_counter() - t_loop
         if bar is not None:
             bar.close()
         if ckpt is not None:
-            self._save_training_state(ckpt, identity, cfg.iterations, method, modules,
-                                      optimizer, streams, best, history)
+            ckpt_io.save_training_state(ckpt, identity, cfg.iterations, modules, optimizers,
+                                        streams, best, history, combiner, self._cuda)
         if not has_val:
             best["step"] = cfg.iterations
         elif restore_best and best["state"] is not None:
             self.load_state(method, best["state"])
-        return FitResult(
+        result = FitResult(
             method.name, cfg.iterations, trained=True, best_step=best["step"],
             val_accuracy=best["acc"] if has_val else None, history=history,
             seconds=time.perf_counter() - t0, best_state=best["state"] if has_val else None,
             loop_seconds=loop_seconds,
         )
+        call(self.callbacks, "on_fit_end", self, method, result)
+        return result
 
     def run(self, method: TrainableMethod, task: TransferTask) -> RunResult:
         """Fit on the task's training data, then evaluate once on its test split.
@@ -262,40 +253,15 @@ class Trainer:
             seconds=fit.seconds, iterations=fit.iterations, note=fit.note, history=fit.history,
         )
 
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Split, spec: Any) -> EvalResult:
         """Accuracy (%) and mean cross-entropy of ``model`` on a labeled split."""
-        if split.labels is None:
-            raise ConfigError(f"split {split.name!r} is unlabeled; accuracy needs labels.")
-        was_training = model.training
-        model.eval()
-        k = int(getattr(model, "num_classes", 0)) or int(split.labels.max()) + 1
-        correct = torch.zeros(k)
-        total = torch.zeros(k)
-        pred_counts = torch.zeros(k)
-        loss_sum = 0.0
-        for batch in iterate_batches(split, spec, self.config.eval_batch_size, self.device):
-            batch = self._layout(batch)
-            with self._autocast():
-                logits = model(batch.x)
-            logits = logits.float()
-            loss_sum += float(F.cross_entropy(logits, batch.y, reduction="sum"))
-            pred = logits.argmax(1)
-            y = batch.y
-            total += torch.bincount(y.cpu(), minlength=k)[:k].float()
-            correct += torch.bincount(y[pred == y].cpu(), minlength=k)[:k].float()
-            pred_counts += torch.bincount(pred.cpu(), minlength=k)[:k].float()
-        model.train(was_training)
-        n = int(total.sum())
-        per_class = (correct / total.clamp(min=1) * 100).tolist()
-        return EvalResult(float(correct.sum() / max(n, 1) * 100), loss_sum / max(n, 1), n,
-                          per_class, [int(c) for c in pred_counts])
+        return evaluate_split(model, split, spec, device=self.device,
+                              batch_size=self.config.eval_batch_size, layout=self._layout,
+                              autocast=self._autocast)
 
     # ------------------------------------------------------------------ state
     def state_of(self, method: TrainableMethod) -> dict[str, Any]:
-        return {name: {k: v.detach().clone() for k, v in m.state_dict().items()}
-                for name, m in method.modules().items()}
+        return ckpt_io.state_of(method.modules())
 
     def load_state(self, method: TrainableMethod, state: Mapping[str, Any]) -> None:
         for name, m in method.modules().items():
@@ -308,7 +274,7 @@ class Trainer:
 
     def load_checkpoint(self, method: TrainableMethod, path: str | Path) -> None:
         """Load a checkpoint written by :meth:`save_checkpoint` (``weights_only=True``)."""
-        state = _read_checkpoint(path)
+        state = ckpt_io.read_checkpoint(path)
         try:
             self.load_state(method, state)
         except (KeyError, RuntimeError) as exc:
@@ -324,67 +290,17 @@ class Trainer:
             best.update(acc=acc, step=step, state=self.state_of(method))
         return acc
 
-    def _identity(self, method: TrainableMethod, data: TrainData) -> str:
-        """What makes a training run this one: method, loop settings, seed and the data."""
-        cfg = dataclasses.asdict(self.config)
-        for k in ("progress", "log_every", "checkpoint_dir", "checkpoint_every", "device",
-                  "eval_batch_size"):
-            cfg.pop(k)
-        # the content of every split, not only its size: two tasks that differ only in ε,
-        # the label noise or the source domain have equal sizes and indices
-        splits = {name: _fingerprint(s) for name, s in (
-            ("source", data.source), ("target_labeled", data.target_labeled),
-            ("target_unlabeled", data.target_unlabeled), ("target_val", data.target_val))}
-        params = method.get_params() if hasattr(method, "get_params") else {}
-        return json.dumps({"method": method.name, "params": params, "trainer": cfg,
-                           "splits": splits}, sort_keys=True, default=str)
-
-    def _save_training_state(self, path: Path, identity: str, step: int,
-                             method: TrainableMethod, modules: dict[str, nn.Module],
-                             optimizer: torch.optim.Optimizer, streams: dict[str, BatchStream],
-                             best: dict[str, Any], history: list[dict[str, float]]) -> None:
-        combiner = getattr(method, "gradient_combiner", None)
-        state = {
-            "identity": identity, "step": step,
-            "modules": {k: m.state_dict() for k, m in modules.items()},
-            "optimizer": optimizer.state_dict(),
-            "streams": {k: s.state_dict() for k, s in streams.items()},
-            "best": best, "history": history, "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self._cuda else [],
-            "combiner": combiner.state_dict() if hasattr(combiner, "state_dict") else {},
-        }
-        atomic_save(path, lambda fh: torch.save(state, fh))
-
-    def _load_training_state(self, path: Path, identity: str, method: TrainableMethod,
-                             modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer,
-                             streams: dict[str, BatchStream], best: dict[str, Any],
-                             history: list[dict[str, float]]) -> int:
-        state = _read_checkpoint(path)
-        if state.get("identity") != identity:
-            raise CheckpointError(
-                f"training checkpoint {path} belongs to another run (other method, settings, "
-                "seed or data); delete it or use another checkpoint_dir."
-            )
-        try:
-            for k, m in modules.items():
-                m.load_state_dict(state["modules"][k])
-            optimizer.load_state_dict(state["optimizer"])
-            for k, s in streams.items():
-                s.load_state_dict(state["streams"][k])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(
-                f"training checkpoint {path} does not match this run ({exc}); delete it or "
-                "run without resume."
-            ) from exc
-        best.update(state["best"])
-        history.extend(state["history"])
-        torch.set_rng_state(state["rng"])
-        if self._cuda and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        combiner = getattr(method, "gradient_combiner", None)
-        if state["combiner"] and hasattr(combiner, "load_state_dict"):
-            combiner.load_state_dict(state["combiner"])
-        return int(state["step"])
+    def _diverged(self, method: TrainableMethod, step: int, factor: float, out: StepOutput,
+                  opt: torch.optim.Optimizer) -> None:
+        rates = sorted({g["lr"] for g in opt.param_groups})
+        lr = ", ".join(f"{r:.3g}" for r in rates)
+        raise TrainingDivergedError(
+            f"{method.name}: the loss became {float(out.loss.detach())} at step {step + 1} of "
+            f"{self.config.iterations} (lr {lr}: the base lr {self.config.lr:g} x schedule "
+            f"{factor:.3g} x each group's multiplier); lower the learning rate (--lr), clip "
+            f"gradients (max_grad_norm) or check the inputs for NaNs. "
+            f"Loss parts: {self._floats(out.logs)}"
+        )
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -402,7 +318,19 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
-    def _optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    def _optimizers(self, groups: list[dict[str, Any]], stages: tuple[str, ...]
+                    ) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser, or one per stage (param groups tagged ``"stage"``)."""
+        if not stages:
+            return {"main": self._optimizer(groups)}
+        unknown = sorted({str(g.get("stage")) for g in groups} - set(stages))
+        if unknown:
+            raise ConfigError(f"param groups name stages {unknown} that the method does not "
+                              f"declare (stages = {stages}); tag every group with one of them.")
+        return {s: self._optimizer([g for g in groups if g.get("stage") == s], s)
+                for s in stages}
+
+    def _optimizer(self, groups: list[dict[str, Any]], stage: str = "") -> torch.optim.Optimizer:
         cfg = self.config
         built = []
         for g in groups:
@@ -413,7 +341,8 @@ class Trainer:
             built.append({"params": params, "lr": lr, "initial_lr": lr,
                           "weight_decay": float(g.get("weight_decay", cfg.weight_decay))})
         if not built:
-            raise ConfigError("the method has no trainable parameters.")
+            where = f" in stage {stage!r}" if stage else ""
+            raise ConfigError(f"the method has no trainable parameters{where}.")
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(built, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
         if cfg.optimizer == "adam":
@@ -437,22 +366,8 @@ class Trainer:
                 for k, v in logs.items()}
 
 
-def _read_checkpoint(path: str | Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist.") from None
-    except Exception as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a transferguard checkpoint ({exc}); "
-            "delete it and train again."
-        ) from exc
-
-
-def _fingerprint(split: Split) -> list[Any]:
-    """Size and a digest of a split's indices, labels and pixels (what checkpoints are for)."""
-    h = hashlib.sha256()
-    for t in (split.indices, split.labels, split.images):
-        if t is not None:
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return [len(split), h.hexdigest()[:16]]
+def data_fingerprint(data: TrainData) -> dict[str, Any]:
+    """The content of every split, not only its size: two tasks that differ only in ε, the
+    label noise or the source domain have equal sizes and indices."""
+    return {name: ckpt_io.split_fingerprint(getattr(data, name)) for name in
+            ("source", "target_labeled", "target_unlabeled", "target_val")}

@@ -1,7 +1,7 @@
 """Experiments: configs, the run store, the runner and the demo."""
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
-from .config import ExperimentConfig, TaskConfig, config_from_dict, load_config
+from .config import ExperimentConfig, config_from_dict, load_config
 from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
@@ -13,7 +13,6 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "Runner",
-    "TaskConfig",
     "config_from_dict",
     "config_key",
     "find_harmful",

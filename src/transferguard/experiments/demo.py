@@ -26,7 +26,7 @@ from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..data import InputSpec, TransferTask
 from ..engine import Trainer
 from ..methods import create_method
-from ..report.tables import collapse_flag, format_table
+from ..report.tables import collapse_flag, format_table, interval_text
 from ..utils import atomic_write
 from .runner import Runner
 from .store import RunStore
@@ -82,6 +82,6 @@ def demo_table(results: Sequence[tuple[str, NTGResult]], markdown: bool = False)
     for title, r in results:
         verdict = r.verdict + collapse_flag(r)
         rows.append([title, r.method, r.mean_accuracy, r.twin, r.mean_twin_accuracy,
-                     r.interval_text(), verdict])
+                     interval_text(r), verdict])
     headers = ["scenario", "method", "acc", "twin", "twin acc", "NTG [95% CI]", "verdict"]
     return format_table(rows, headers, markdown)

@@ -8,7 +8,6 @@ whole :class:`ExperimentConfig` (every method, its twin, every seed) and writes 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -20,16 +19,12 @@ from ..analysis.harmful import harmful_source_report
 from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..data import TransferTask
 from ..engine import RunResult, Trainer, TrainerConfig
+from ..identity import run_identity
 from ..methods import Method
-from ..report.tables import format_table, ntg_table
+from ..report.tables import experiment_table, format_table
 from ..utils import atomic_write
 from .config import ExperimentConfig
 from .store import RunStore, config_key
-
-#: trainer fields that change how a run is shown or where it runs, not its result
-NON_SEMANTIC = ("progress", "log_every", "checkpoint_dir", "checkpoint_every", "device",
-                "eval_batch_size", "flush_denormal")
-
 
 #: task fields a source-free twin never reads: A_T of one target is the same run whatever
 #: the source and its noise, so the store trains it once and pairs it with every source
@@ -38,24 +33,19 @@ SOURCE_FIELDS = ("source", "eps_x", "eps_y", "label_map", "label_noise", "corrup
 
 
 def run_config(method: Method, task: TransferTask, trainer: TrainerConfig) -> dict[str, Any]:
-    """The canonical description of one training run (what the store hashes)."""
-    tcfg = {k: v for k, v in dataclasses.asdict(trainer).items() if k not in NON_SEMANTIC}
+    """The canonical description of one training run (what the store hashes): the
+    :func:`~transferguard.identity.run_identity` of the method on the task."""
     tconf = task.config()
-    from ..utils import resolve_device
-
-    if resolve_device(trainer.device).type == "cuda":
-        tcfg["device_type"] = "cuda"  # bf16 autocast: not the same numbers as on the CPU
     if method.source_free:
         tconf = {k: v for k, v in tconf.items() if k not in SOURCE_FIELDS}
-    return {"task": tconf, "method": {"name": method.name, **method.get_params()},
-            "trainer": tcfg}
+    return run_identity(method, trainer, task=tconf)
 
 
 def method_extras(method: Method, task: TransferTask) -> dict[str, Any]:
-    """Results beyond accuracy: for a gated method on a perturbed source, how well its
-    weights find the corrupted samples (recorded with the run)."""
+    """Results beyond accuracy: for a method with a source weighter on a perturbed source, how
+    well its weights find the corrupted samples (recorded with the run)."""
     pert = task.perturbation
-    if getattr(method, "gate", False) and bool(pert.x_mask.any() or pert.label_flipped.any()):
+    if method.has_weighter and bool(pert.x_mask.any() or pert.label_flipped.any()):
         return {"harmful": harmful_source_report(method, task).metrics()}
     return {}
 
@@ -110,13 +100,6 @@ class ExperimentResult:
     trained: int = 0
     reused: int = 0
 
-    def table(self, markdown: bool = False) -> str:
-        if self.ntg:
-            return ntg_table(self.ntg, markdown)
-        rows = [[r["method"], r["seed"], r["test_accuracy"], r["test_accuracy_last"]]
-                for r in self.runs]
-        return format_table(rows, ["method", "seed", "test acc", "last-iterate acc"], markdown)
-
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, *,
                    resume: bool = False, echo: Callable[[str], None] | None = None
@@ -147,7 +130,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, 
 
 def write_summary(result: ExperimentResult, out: Path, config: ExperimentConfig) -> None:
     with atomic_write(out / "results.md", "w") as fh:
-        fh.write(f"# {result.name}\n\n{result.table(markdown=True)}\n")
+        fh.write(f"# {result.name}\n\n{experiment_table(result, markdown=True)}\n")
     payload = {"name": result.name, "config": config.to_dict(), "seconds": result.seconds,
                "ntg": [r.to_dict() for r in result.ntg], "runs": result.runs}
     with atomic_write(out / "results.json", "w") as fh:

@@ -1,27 +1,30 @@
-"""Transfer methods: one algorithm per file, each with its formula in the docstring."""
+"""Transfer methods, grouped by family; one algorithm per file, its formula in the docstring.
 
-from . import (  # noqa: F401  (registration)
-    adda,
-    aux,
-    bss,
-    cdan,
-    cut,
-    dan,
-    dann,
-    dcoral,
-    delta,
-    finetune,
-    joint,
-    kd,
-    l2sp,
-    linear_probe,
-    pada,
-    source_only,
-    target_only,
-)
+- ``baselines/``: source only, target only, joint training;
+- ``alignment/``: the domain-adaptation family (DANN, DAN, DCORAL, CDAN, PADA, ADDA) on the
+  shared step of :mod:`.alignment.adaptation`;
+- ``reweighting/``: source weighters, the slot every DA method composes (the gate first);
+- ``finetuning/``: from a pre-trained source network (fine-tuning, L2-SP, DELTA, KD, BSS,
+  linear probe, cut point, binary auxiliary pre-training);
+- ``gradient/``: gradient rules the Trainer applies (DTNH).
+
+A new method goes in its family's folder, registers itself with :func:`register_method`,
+and is imported below so that the registry sees it.
+"""
+
+from . import alignment, baselines, finetuning, reweighting  # noqa: F401  (registration)
 from .base import METHODS, Method, create_method, list_methods, register_method
-from .dtnh import DTNH
-from .finetune import pretrain_source
+from .finetuning.finetune import pretrain_source
+from .gradient.dtnh import DTNH
+from .reweighting.weighter import (
+    WEIGHTERS,
+    SourceWeighter,
+    WeighterOutput,
+    create_weighter,
+    list_weighters,
+    register_weighter,
+)
 
-__all__ = ["DTNH", "METHODS", "Method", "create_method", "list_methods", "pretrain_source",
-           "register_method"]
+__all__ = ["DTNH", "METHODS", "WEIGHTERS", "Method", "SourceWeighter", "WeighterOutput",
+           "create_method", "create_weighter", "list_methods", "list_weighters",
+           "pretrain_source", "register_method", "register_weighter"]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task import Batch, TrainData
+from ..data import Batch, TrainData
 from ..engine.types import StepOutput
 from ..errors import ConfigError
 from ..models import TransferModel, create_model
@@ -39,8 +39,11 @@ class Method:
     name: ClassVar[str] = "method"
     #: the TrainData splits this method draws batches from
     streams_used: ClassVar[tuple[str, ...]] = ("source",)
-    #: whether the method composes a source weighter (``gate=True``, ``weighter=...``)
+    #: whether the method composes a source weighter (its ``gate`` option)
     accepts_weighter: ClassVar[bool] = False
+    #: optimisation stages, each with its own optimiser (empty: one optimiser); a method
+    #: with stages tags its param groups with ``"stage"`` and implements ``stage_step``
+    stages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False) -> None:
@@ -76,6 +79,11 @@ class Method:
     def twin(self) -> Method:
         """The target-only twin A_T: the same algorithm with the source removed."""
         return self.clone(source_free=True)
+
+    @property
+    def has_weighter(self) -> bool:
+        """Whether a source weighter is switched on (its ``source_scores`` then exist)."""
+        return False
 
     @property
     def label(self) -> str:
@@ -129,6 +137,17 @@ class Method:
 
     def training_step(self, batches: Mapping[str, Batch], progress: float) -> StepOutput:
         raise NotImplementedError
+
+    def stage_step(self, stage: str, batches: Mapping[str, Batch],
+                   progress: float) -> StepOutput:
+        """The loss of one stage of a multi-stage step (see ``stages``)."""
+        raise NotImplementedError(f"{self.name} declares no stages; the Trainer calls "
+                                  "training_step instead.")
+
+    @property
+    def gradient_combiner(self) -> Any:
+        """A rule that replaces ``loss.backward()`` (DTNH), or None."""
+        return None
 
     # ------------------------------------------------------------------ shared pieces
     def labeled_batches(self, batches: Mapping[str, Batch]) -> list[Batch]:

@@ -1,0 +1,14 @@
+"""Report: the words, tables and plots for result objects (which only hold data)."""
+
+from .tables import (
+    cutpoint_table,
+    experiment_table,
+    format_table,
+    harmful_summary,
+    interval_text,
+    ntg_cell,
+    ntg_table,
+)
+
+__all__ = ["cutpoint_table", "experiment_table", "format_table", "harmful_summary",
+           "interval_text", "ntg_cell", "ntg_table"]

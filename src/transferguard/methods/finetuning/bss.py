@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..data.task import Batch
-from ..errors import ConfigError
-from .base import register_method
+from ...data import Batch
+from ...errors import ConfigError
+from ..base import register_method
 from .regularized import RegularizedFineTune
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ...errors import ConfigError
+from ..base import register_method
 from .adaptation import AdaptationMethod, Features
-from .base import register_method
 
 
 def coral(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ def coral(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class DCORAL(AdaptationMethod):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  layer: str = "features") -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options)

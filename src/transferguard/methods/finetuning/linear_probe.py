@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data.task import TrainData
-from .base import register_method
+from ...data import TrainData
+from ..base import register_method
 from .finetune import FineTune
 
 

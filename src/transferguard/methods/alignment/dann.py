@@ -24,10 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.task import TrainData
+from ...data import TrainData
+from ..base import register_method
+from ..components import DomainDiscriminator, grad_reverse
 from .adaptation import AdaptationMethod, Features
-from .base import register_method
-from .components import DomainDiscriminator, grad_reverse
 
 
 @register_method("dann", "domain-adversarial training with a gradient reversal layer")
@@ -36,14 +36,14 @@ class DANN(AdaptationMethod):
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  hidden: int = 1024) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options)
         self.hidden = hidden
 
     def build_alignment(self, data: TrainData) -> None:
-        if not self.gate:
+        if not self._alignment_replaced:
             self.extra_modules_["discriminator"] = DomainDiscriminator(
                 self.model_.feature_dim, self.hidden
             )

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.task import Batch, TrainData
-from .base import register_method
+from ...data import Batch, TrainData
+from ..base import register_method
 from .regularized import RegularizedFineTune
 
 

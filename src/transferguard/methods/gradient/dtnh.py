@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from ..engine.types import StepOutput
-from ..errors import ConfigError
+from ...engine.types import StepOutput
+from ...errors import ConfigError
 
 DTNH_MODES = ("always", "on_conflict")
 

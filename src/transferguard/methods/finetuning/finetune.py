@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from ..data.task import Batch, TrainData
-from ..engine.types import StepOutput
-from ..errors import CheckpointError
-from ..utils import derive_seed
-from .base import Method, register_method, supervised_loss
+from ...data import Batch, TrainData
+from ...engine.types import StepOutput
+from ...errors import CheckpointError
+from ...utils import derive_seed
+from ..base import Method, register_method, supervised_loss
 
 
 @register_method("finetune", "pre-train on the source, fine-tune on the labeled target")
@@ -111,8 +111,8 @@ def pretrain_source(data: TrainData, trainer: Any, model: str = "lenet",
 
     ``aux_weight`` > 0 adds the binary auxiliary partition loss of :mod:`.aux`.
     """
+    from ..baselines.source_only import SourceOnly
     from .aux import SourceBinaryAux
-    from .source_only import SourceOnly
 
     if aux_weight > 0:
         pre: Method = SourceBinaryAux(model, model_options, aux_weight=aux_weight,
@@ -126,7 +126,8 @@ def pretrain_source(data: TrainData, trainer: Any, model: str = "lenet",
     trainer.with_options(iterations=iters, select="last", checkpoint_dir=None,
                          seed=derive_seed(trainer.config.seed, "pretrain")).fit(
         pre, data.only_source())
-    return {k: v.detach().clone() for k, v in pre.model_.state_dict().items()}
+    # on the CPU whatever the training device: a state to save or to load into a new model
+    return {k: v.detach().cpu().clone() for k, v in pre.model_.state_dict().items()}
 
 
 def load_model_state(path: str) -> dict[str, torch.Tensor]:

@@ -11,8 +11,8 @@ Twin: training on the labeled target alone.
 
 from __future__ import annotations
 
-from .adaptation import AdaptationMethod
-from .base import register_method
+from ..alignment.adaptation import AdaptationMethod
+from ..base import register_method
 
 
 @register_method("joint", "train on labeled source + labeled target together")

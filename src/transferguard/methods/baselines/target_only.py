@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..data.task import Batch
-from ..engine.types import StepOutput
-from .base import Method, register_method, supervised_loss
+from ...data import Batch
+from ...engine.types import StepOutput
+from ..base import Method, register_method, supervised_loss
 
 
 @register_method("target_only", "train on the labeled target only")

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task import TrainData
+from ...data import TrainData
+from ..base import register_method
+from ..components import DomainDiscriminator, grad_reverse
 from .adaptation import AdaptationMethod, Features
-from .base import register_method
-from .components import DomainDiscriminator, grad_reverse
 
 
 class MultilinearMap(nn.Module):
@@ -49,7 +49,7 @@ class MultilinearMap(nn.Module):
 class CDAN(AdaptationMethod):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  hidden: int = 1024, entropy_conditioning: bool = False) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options)

@@ -32,15 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..data.task import Batch, TrainData
-from ..engine.schedules import ramp
-from ..engine.types import StepOutput
-from ..errors import ConfigError
-from .adaptation import AdaptationMethod
-from .base import register_method
-from .components import DomainDiscriminator, FrozenEncoder
+from ...data import Batch, TrainData
+from ...engine.schedules import ramp
+from ...engine.types import StepOutput
+from ...errors import ConfigError
+from ..base import register_method
+from ..baselines.joint import Joint
+from ..components import DomainDiscriminator, FrozenEncoder
+from .adaptation import AdaptationMethod, Features
 from .dann import domain_adversarial_loss
-from .joint import Joint
 
 
 @register_method("adda", "adversarial discriminative adaptation with untied encoders")
@@ -49,7 +49,7 @@ class ADDA(AdaptationMethod):
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  hidden: int = 1024, gan_loss: str = "inverted",
                  pretrain_iterations: int | None = None) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
@@ -61,7 +61,7 @@ class ADDA(AdaptationMethod):
         self.pretrain_iterations = pretrain_iterations
 
     def build_alignment(self, data: TrainData) -> None:
-        if not self.gate:
+        if not self._alignment_replaced:
             self.extra_modules_["discriminator"] = DomainDiscriminator(
                 self.model_.feature_dim, self.hidden)
 
@@ -83,34 +83,11 @@ class ADDA(AdaptationMethod):
         h_t = self.model_.features(torch.cat([b.x for b in target]))
         h_l = h_t[: len(lab.x)] if lab is not None else None
         h_u = h_t[len(h_t) - len(unl.x) :]
-        mu = ramp(progress, self.ramp_gamma)
-        logits_s = self.model_.head(h_s).float()
-        per_sample = F.cross_entropy(logits_s, src.y, reduction="none")
-        logs: dict[str, Any] = {"mu": mu}
-        loss = per_sample.new_zeros(())
-        weights = None
-        if self.gate:
-            gate = self.extra_modules_["gate"]
-            head = self.model_.head
-            out = gate(gate.inputs(h_s, logits_s), src.y,
-                       None if h_l is None else gate.inputs(h_l, head(h_l)),
-                       lab.y if lab else None, gate.inputs(h_u, head(h_u)), mu, head(h_u))
-            weights = out.weights
-            loss = loss + out.adversarial
-            logs.update(out.logs)
-        else:
-            adv = self._adversarial(h_s, h_u, mu)
-            loss = loss + self.trade_off * adv
-            logs["adv"] = adv.detach()
-        ce_src = per_sample.mean() if weights is None else \
-            self.extra_modules_["gate"].lam * (weights * per_sample).mean()
-        loss = loss + ce_src
-        logs["ce_src"] = ce_src.detach()
-        if lab is not None:
-            ce_lab = F.cross_entropy(self.model_.head(h_l).float(), lab.y)
-            loss = loss + ce_lab
-            logs["ce_lab"] = ce_lab.detach()
-        return StepOutput(loss, logs)
+        head = self.model_.head
+        feats = Features(h_s, src.y, head(h_s).float(), h_l, lab.y if lab else None,
+                         None if h_l is None else head(h_l).float(), h_u, head(h_u).float(),
+                         ramp(progress, self.ramp_gamma), progress, src.index)
+        return self.step_loss(feats, lambda: self._adversarial(h_s, h_u, feats.mu))
 
     def source_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.extra_modules_["source_encoder"](x)

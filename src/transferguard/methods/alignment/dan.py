@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from ..base import register_method
 from .adaptation import AdaptationMethod, Features
-from .base import register_method
 
 
 def mk_mmd(x: torch.Tensor, y: torch.Tensor, powers: Sequence[int] = (-3, -2, -1, 0, 1)
@@ -36,7 +36,7 @@ def mk_mmd(x: torch.Tensor, y: torch.Tensor, powers: Sequence[int] = (-3, -2, -1
 class DAN(AdaptationMethod):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  kernel_powers: Sequence[int] = (-3, -2, -1, 0, 1)) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options)

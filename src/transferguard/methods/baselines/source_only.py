@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..data.task import Batch
-from ..engine.types import StepOutput
-from .base import Method, register_method, supervised_loss
+from ...data import Batch
+from ...engine.types import StepOutput
+from ..base import Method, register_method, supervised_loss
 
 
 @register_method("source_only", "train on the labeled source only")

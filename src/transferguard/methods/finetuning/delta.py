@@ -31,10 +31,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.task import Batch, BatchStream, TrainData
-from ..utils import derive_seed
-from .base import register_method
-from .components import FrozenEncoder
+from ...data import Batch, BatchStream, TrainData
+from ...utils import derive_seed
+from ..base import register_method
+from ..components import FrozenEncoder
 from .featuremaps import capture, map_distance, zero_channel
 from .linear_probe import LinearProbe
 from .regularized import RegularizedFineTune

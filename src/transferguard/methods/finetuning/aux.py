@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task import Batch, TrainData
-from ..engine.types import StepOutput
-from ..errors import ConfigError
-from .base import Method, register_method
+from ...data import Batch, TrainData
+from ...engine.types import StepOutput
+from ...errors import ConfigError
+from ..base import Method, register_method
 
 
 def binary_partition(num_classes: int, seed: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ target batch, with every channel weighted 1.
 
 from __future__ import annotations
 
-from .base import register_method
+from ..base import register_method
 from .delta import DELTA
 
 

@@ -25,11 +25,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..data.task import Batch, TrainData
-from ..engine.types import StepOutput
-from ..errors import ConfigError
-from .base import Method
-from .dtnh import DTNH, DTNH_MODES
+from ...data import Batch, TrainData
+from ...engine.types import StepOutput
+from ...errors import ConfigError
+from ..base import Method
+from ..gradient.dtnh import DTNH, DTNH_MODES
 from .finetune import FineTune
 
 

@@ -53,14 +53,14 @@ reversal layer of coefficient μ (the DANN alignment). Documented, configurable 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .components import grad_reverse
+from ...errors import ConfigError
+from ..components import grad_reverse
+from .weighter import Features, SourceWeighter, WeighterOutput, register_weighter
 
 GATE_KINDS = ("projection", "concat")
 JOINT_GRADS = ("detach", "reverse")
@@ -94,19 +94,17 @@ class GateDiscriminator(nn.Module):
         return self.out(self.body(torch.cat([h, onehot], 1))).squeeze(-1)
 
 
-@dataclass
-class GateOutput:
-    adversarial: torch.Tensor  # L_ADV^aug as a loss to minimise (reversal inside)
-    weights: torch.Tensor  # ω for the source batch, detached
-    logs: dict[str, torch.Tensor]
-
-
-class Gate(nn.Module):
-    """The reusable gate: its discriminator, the ω weights and the augmented adversarial loss.
+@register_weighter("gate", "the discriminator gate of Wang et al.: ω = D(h, y)/(1 − D(h, y))")
+class Gate(SourceWeighter):
+    """The first source weighter: its discriminator, the ω weights and the augmented
+    adversarial loss (its weighter loss).
 
     ``lam`` (λ) scales the weighted source loss; the reversal coefficient is μ_p times
     ``mu_max`` with the DANN ramp (given by the method each step).
     """
+
+    needs_unlabeled = True
+    replaces_alignment = True
 
     def __init__(self, feature_dim: int, num_classes: int, *, lam: float = 1.0,
                  mu_max: float = 1.0, hidden: int = 1024, dropout: float = 0.5,
@@ -114,9 +112,7 @@ class Gate(nn.Module):
                  joint_grad: str = "detach", joint_loss: str = "balanced",
                  eps: float = 1e-3, posterior: bool = True,
                  pseudo_label: float | None = None, lr_mult: float = 1.0) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.lr_mult = float(lr_mult)
+        super().__init__(feature_dim, num_classes, lam=lam, lr_mult=lr_mult)
         if joint_grad not in JOINT_GRADS:
             raise ConfigError(f"gate joint_grad must be one of {JOINT_GRADS}, got {joint_grad!r}.")
         if joint_loss not in JOINT_LOSSES:
@@ -130,7 +126,7 @@ class Gate(nn.Module):
         self.pseudo_label = pseudo_label
         in_features = feature_dim + (num_classes if posterior else 0)
         self.discriminator = GateDiscriminator(in_features, num_classes, hidden, dropout, kind)
-        self.lam, self.mu_max, self.clip, self.normalize = lam, mu_max, clip, normalize
+        self.mu_max, self.clip, self.normalize = mu_max, clip, normalize
         self.joint_grad, self.joint_loss, self.eps = joint_grad, joint_loss, eps
         self.nil = num_classes
         # whether the labeled query has ever been trained (on labeled or pseudo-labeled target
@@ -178,10 +174,29 @@ class Gate(nn.Module):
         k = self.num_classes
         return torch.cat([x[:, :-k], torch.zeros_like(x[:, -k:])], 1)
 
+    @torch.no_grad()
+    def score_batch(self, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                    index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """ω without per-batch normalisation (so weights of different batches compare), and
+        log D/(1 − D) of the labeled and the nil query (their difference estimates
+        log P_T(y|x)/P_S(y|x), the part a wrong label changes). D must be in eval mode."""
+        x = self.inputs(h, logits)
+        joint = self.discriminator(x, y).float()
+        marginal = self.discriminator(x, torch.full_like(y, self.nil)).float()
+        return {"weight": self.ratio(joint, len(h), None, normalize=False),
+                "log_joint": joint, "log_marginal": marginal}
+
     # ------------------------------------------------------------------ L_ADV^aug
-    def forward(self, h_src: torch.Tensor, y_src: torch.Tensor, h_lab: torch.Tensor | None,
-                y_lab: torch.Tensor | None, h_unl: torch.Tensor, mu: float,
-                logits_unl: torch.Tensor | None = None) -> GateOutput:
+    def forward(self, feats: Features) -> WeighterOutput:
+        """ω for the source batch and L_ADV^aug (the reversal inside) as the weighter loss."""
+        h_lab = None if feats.h_lab is None else self.inputs(feats.h_lab, feats.logits_lab)
+        return self.adversarial(
+            self.inputs(feats.h_src, feats.logits_src), feats.y_src, h_lab, feats.y_lab,
+            self.inputs(feats.h_unl, feats.logits_unl), feats.mu, feats.logits_unl)
+
+    def adversarial(self, h_src: torch.Tensor, y_src: torch.Tensor, h_lab: torch.Tensor | None,
+                    y_lab: torch.Tensor | None, h_unl: torch.Tensor, mu: float,
+                    logits_unl: torch.Tensor | None = None) -> WeighterOutput:
         coeff = mu * self.mu_max
         labeled_target = h_lab is not None and len(h_lab) > 0  # before pseudo-labels join
         n_pseudo = 0
@@ -228,7 +243,7 @@ class Gate(nn.Module):
         logs["gate_w_mean"] = w.mean()
         if self.pseudo_label is not None:
             logs["gate_pseudo"] = float(n_pseudo)
-        return GateOutput(marginal + joint, w, logs)
+        return WeighterOutput(w, marginal + joint, logs)
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..data.task import TrainData
-from ..errors import ConfigError
-from .base import Method, register_method
+from ...data import TrainData
+from ...errors import ConfigError
+from ..base import Method, register_method
 from .finetune import FineTune
 
 

@@ -10,11 +10,14 @@ where ``source_loss`` is E_S[ℓ(C(F(x_s)), y_s)], or λ E_S[ω ℓ] when the ga
 CORAL for DCORAL, ...). One forward pass runs over the concatenated source, labeled and
 unlabeled batches.
 
-``gate=True`` adds :class:`~transferguard.methods.gate.Gate` (its options in
-``gate_options``). For methods whose alignment *is* a domain discriminator (DANN, PADA), the
-gate's augmented discriminator replaces it (its marginal ``nil`` term is that alignment); for
-the others (DAN, DCORAL, CDAN, joint) the gate adds its own discriminator, as the reference
-describes for non-adversarial methods.
+The ``gate`` option is the *source-weighter* slot (:mod:`..reweighting.weighter`):
+``gate=True`` adds :class:`~transferguard.methods.reweighting.gate.Gate` (its options in
+``gate_options``), a string names any registered weighter. Every method of the family calls
+:meth:`AdaptationMethod.step_loss`, the one place a weighter enters. For methods whose
+alignment *is* a domain discriminator (DANN, PADA, ADDA), the gate's augmented discriminator
+replaces it (its marginal ``nil`` term is that alignment); for the others (DAN, DCORAL, CDAN,
+joint) the gate adds its own discriminator, as the reference describes for non-adversarial
+methods.
 
 Twin: the source-free view with the gate off. The gate re-weights *source* samples, so
 without a source there is nothing to gate: DANN and DANN+gate share the twin DANN_T, and
@@ -23,36 +26,27 @@ NTG1 − NTG2 is the gain of the gate (reference 1.1).
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ..data.task import Batch, Split, TrainData, iterate_batches
-from ..engine.schedules import ramp
-from ..engine.types import StepOutput
-from ..errors import ConfigError
-from .base import Method
-from .gate import Gate
+from ...data import Batch, Split, TrainData, iterate_batches
+from ...engine.schedules import ramp
+from ...engine.types import StepOutput
+from ...errors import ConfigError
+from ..base import Method
+from ..reweighting.weighter import (
+    Features,
+    SourceWeighter,
+    WeighterOutput,
+    create_weighter,
+    weighter_class,
+    weighter_name,
+)
 
-
-@dataclass
-class Features:
-    """Features and logits of one step, split by stream (None where a stream is absent)."""
-
-    h_src: torch.Tensor
-    y_src: torch.Tensor
-    logits_src: torch.Tensor
-    h_lab: torch.Tensor | None
-    y_lab: torch.Tensor | None
-    logits_lab: torch.Tensor | None
-    h_unl: torch.Tensor | None
-    logits_unl: torch.Tensor | None
-    mu: float
-    progress: float
+__all__ = ["AdaptationMethod", "Features"]
 
 
 class AdaptationMethod(Method):
@@ -62,30 +56,41 @@ class AdaptationMethod(Method):
     accepts_weighter = True
     #: whether the alignment term needs unlabeled target features
     needs_unlabeled: ClassVar[bool] = True
-    #: whether the gate's augmented discriminator takes the place of the method's own
+    #: whether a weighter with a marginal discriminator (the gate) takes the place of the
+    #: method's own alignment
     gate_replaces_alignment: ClassVar[bool] = False
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None) -> None:
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(model, model_options, source_free)
         self.trade_off = trade_off
         self.ramp_gamma = ramp_gamma
-        self.gate = bool(gate)
+        weighter_name(gate)  # an unknown weighter name stops here, before any training
+        self.gate = gate
         self.gate_options = dict(gate_options or {})
 
     @property
     def label(self) -> str:
-        base = self.name + ("+gate" if self.gate else "")
+        name = weighter_name(self.gate)
+        base = self.name + (f"+{name}" if name else "")
         return f"{base}_T" if self.source_free else base
+
+    @property
+    def has_weighter(self) -> bool:
+        return weighter_name(self.gate) is not None
 
     def twin(self) -> Method:
         return self.clone(source_free=True, gate=False, gate_options={})
 
     def streams(self) -> tuple[str, ...]:
-        if self.needs_unlabeled or self.gate:
+        if self.needs_unlabeled or weighter_class(self.gate).needs_unlabeled:
             return self.streams_used
         return ("source", "target_labeled")
+
+    @property
+    def _alignment_replaced(self) -> bool:
+        return self.gate_replaces_alignment and weighter_class(self.gate).replaces_alignment
 
     # ------------------------------------------------------------------ building
     def build(self, data: TrainData, trainer: Any) -> None:
@@ -95,22 +100,19 @@ class AdaptationMethod(Method):
                 "(labeled_percent=100?); lower labeled_percent."
             )
         self.source_split_ = data.source
-        if self.gate and self.trade_off != 1.0 and (self.gate_replaces_alignment
-                                                    or not self.needs_unlabeled):
+        if weighter_name(self.gate) and self.trade_off != 1.0 and (
+                self._alignment_replaced or not self.needs_unlabeled):
             raise ConfigError(
                 f"{self.label}: trade_off weights {self.name}'s own discriminator, which the "
                 "gate replaces; set gate_options={'mu_max': ...} to weight the gate's "
                 "adversarial term instead."
             )
         self.build_alignment(data)
-        if self.gate:
-            valid = set(inspect.signature(Gate.__init__).parameters) - {
-                "self", "feature_dim", "num_classes"}
-            bad = sorted(set(self.gate_options) - valid)
-            if bad:
-                raise ConfigError(f"unknown gate_options {bad}; valid: {sorted(valid)}.")
-            self.extra_modules_["gate"] = Gate(self.model_.feature_dim, data.num_classes,
-                                               **self.gate_options)
+        self.weighter_: SourceWeighter = create_weighter(
+            self.gate, self.model_.feature_dim, data.num_classes, self.gate_options)
+        if weighter_name(self.gate):
+            self.extra_modules_["gate"] = self.weighter_
+        self.weighter_.setup(self, data)
 
     def build_alignment(self, data: TrainData) -> None:
         """Hook: create the modules of the alignment term in ``self.extra_modules_``."""
@@ -118,28 +120,27 @@ class AdaptationMethod(Method):
     # ------------------------------------------------------------------ one step
     def training_step(self, batches: Mapping[str, Batch], progress: float) -> StepOutput:
         feats = self.forward_streams(batches, progress)
+        return self.step_loss(feats, lambda: self.alignment_loss(feats))
+
+    def step_loss(self, feats: Features, alignment: Callable[[], torch.Tensor]) -> StepOutput:
+        """The family's objective from one step's features: the weighter's loss, the
+        (weighted) source loss, the labeled-target loss and ``trade_off · alignment()``."""
         logs: dict[str, Any] = {"mu": feats.mu}
         per_sample = F.cross_entropy(feats.logits_src, feats.y_src, reduction="none")
         loss = per_sample.new_zeros(())
-        weights = None
-        if self.gate:
-            gate: Gate = self.extra_modules_["gate"]
-            out = gate(gate.inputs(feats.h_src, feats.logits_src), feats.y_src,
-                       None if feats.h_lab is None else gate.inputs(feats.h_lab, feats.logits_lab),
-                       feats.y_lab, gate.inputs(feats.h_unl, feats.logits_unl), feats.mu,
-                       feats.logits_unl)
-            weights = out.weights
-            loss = loss + out.adversarial
-            logs.update(out.logs)
-        ce_src = self.source_loss(per_sample, feats, weights)
+        out = self.weighter_(feats)
+        if out.loss is not None:
+            loss = loss + out.loss
+        logs.update(out.logs)
+        ce_src = self.source_loss(per_sample, feats, out)
         loss = loss + ce_src
         logs["ce_src"] = ce_src.detach()
         if feats.logits_lab is not None:
             ce_lab = F.cross_entropy(feats.logits_lab, feats.y_lab)
             loss = loss + ce_lab
             logs["ce_lab"] = ce_lab.detach()
-        if self.needs_unlabeled and not (self.gate and self.gate_replaces_alignment):
-            align = self.alignment_loss(feats)
+        if self.needs_unlabeled and not self._alignment_replaced:
+            align = alignment()
             loss = loss + self.trade_off * align
             logs["align"] = align.detach()
         return StepOutput(loss, logs)
@@ -158,27 +159,25 @@ class AdaptationMethod(Method):
             hs[i_lab] if i_lab else None, lab.y if lab is not None else None,
             ls[i_lab] if i_lab else None,
             hs[i_unl] if i_unl else None, ls[i_unl] if i_unl else None,
-            ramp(progress, self.ramp_gamma), progress,
+            ramp(progress, self.ramp_gamma), progress, src.index,
         )
 
     def source_loss(self, per_sample: torch.Tensor, feats: Features,
-                    weights: torch.Tensor | None) -> torch.Tensor:
-        """E_S[ℓ], or λ E_S[ω ℓ] with the gate."""
-        if weights is None:
-            return per_sample.mean()
-        return self.extra_modules_["gate"].lam * (weights * per_sample).mean()
+                    out: WeighterOutput) -> torch.Tensor:
+        """E_S[ℓ], or λ E_S[ω ℓ] with a weighter (PADA multiplies its class weights in)."""
+        return self.weighter_.source_loss(per_sample, out)
 
     def alignment_loss(self, feats: Features) -> torch.Tensor:
         return feats.h_src.new_zeros(())
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """The model at the base rate; the gate's discriminator at ``lr_mult`` times it
+        """The model at the base rate; the weighter's parameters at ``lr_mult`` times it
         (``gate_options["lr_mult"]``, default 1)."""
         groups = [{"params": list(m.parameters())} for k, m in self.modules().items()
                   if k != "gate"]
-        if self.gate:
-            gate = self.extra_modules_["gate"]
-            groups.append({"params": list(gate.parameters()), "lr_mult": gate.lr_mult})
+        if "gate" in self.extra_modules_:
+            groups.append({"params": list(self.weighter_.parameters()),
+                           "lr_mult": self.weighter_.lr_mult})
         return groups
 
     # ------------------------------------------------------------------ after training
@@ -187,38 +186,31 @@ class AdaptationMethod(Method):
                       ) -> dict[str, torch.Tensor]:
         """Per-sample scores of every source sample (in the order of the source split).
 
-        - ``weight``: ω = D(h, y)/(1 − D(h, y)), clipped, no per-batch normalisation (so that
-          weights of different batches compare): the gate's estimate of P_T(x,y)/P_S(x,y);
-          1 for every sample when there was no labeled target (L = 0), as in training;
-        - ``log_joint`` / ``log_marginal``: log D/(1 − D) of the labeled and the nil query;
-          their difference estimates log P_T(y|x)/P_S(y|x), the part a wrong label changes;
-        - ``loss``: the classifier's cross-entropy on the observed label (the "small-loss"
-          baseline of label-noise detection).
+        The weighter's scores (:meth:`SourceWeighter.score_batch`; for the gate ``weight``
+        ω = D/(1 − D) clipped and not normalised per batch, 1 for every sample when there was
+        no labeled target, and ``log_joint`` / ``log_marginal``), plus ``loss``: the
+        classifier's cross-entropy on the observed label (the "small-loss" baseline of
+        label-noise detection).
         """
-        if not self.gate:
-            raise ConfigError(f"{self.label} has no gate; create it with gate=True to get "
-                              "per-sample source weights.")
+        if not self.has_weighter:
+            raise ConfigError(f"{self.label} has no source weighter; create it with gate=True "
+                              "(or gate=NAME) to get per-sample source weights.")
         split = split if split is not None else self.source_split_
-        gate: Gate = self.extra_modules_["gate"]
-        model, disc = self.model_, gate.discriminator
-        was_model, was_disc = model.training, disc.training
+        model, weighter = self.model_, self.weighter_
+        was_model, was_w = model.training, weighter.training
         model.eval()
-        disc.eval()
+        weighter.eval()
         device = next(model.parameters()).device
-        out: dict[str, list[torch.Tensor]] = {"weight": [], "log_joint": [],
-                                              "log_marginal": [], "loss": []}
+        out: dict[str, list[torch.Tensor]] = {}
         for b in iterate_batches(split, self.spec_, batch_size, device):
             h = self.source_features(b.x)
             logits = model.head(h).float()
-            x = gate.inputs(h, logits)
-            joint = disc(x, b.y).float()
-            marginal = disc(x, torch.full_like(b.y, gate.nil)).float()
-            out["weight"].append(gate.ratio(joint, len(h), None, normalize=False).cpu())
-            out["log_joint"].append(joint.cpu())
-            out["log_marginal"].append(marginal.cpu())
-            out["loss"].append(F.cross_entropy(logits, b.y, reduction="none").cpu())
+            scores = weighter.score_batch(h, logits, b.y, b.index)
+            scores["loss"] = F.cross_entropy(logits, b.y, reduction="none")
+            for k, v in scores.items():
+                out.setdefault(k, []).append(v.cpu())
         model.train(was_model)
-        disc.train(was_disc)
+        weighter.train(was_w)
         return {k: torch.cat(v) for k, v in out.items()}
 
     def source_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.task import TrainData
+from ...data import TrainData
+from ..base import register_method
+from ..components import DomainDiscriminator
+from ..reweighting.weighter import WeighterOutput
 from .adaptation import AdaptationMethod, Features
-from .base import register_method
-from .components import DomainDiscriminator
 from .dann import domain_adversarial_loss
 
 
@@ -57,7 +58,7 @@ class PADA(AdaptationMethod):
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool = False, gate_options: Mapping[str, Any] | None = None,
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  hidden: int = 1024, update_every: int = 100) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options)
@@ -65,16 +66,16 @@ class PADA(AdaptationMethod):
         self.update_every = update_every
 
     def build_alignment(self, data: TrainData) -> None:
-        if not self.gate:
+        if not self._alignment_replaced:
             self.extra_modules_["discriminator"] = DomainDiscriminator(
                 self.model_.feature_dim, self.hidden)
         self.extra_modules_["class_weights"] = ClassWeights(data.num_classes, self.update_every)
 
     def source_loss(self, per_sample: torch.Tensor, feats: Features,
-                    weights: torch.Tensor | None) -> torch.Tensor:
+                    out: WeighterOutput) -> torch.Tensor:
         gamma = self.extra_modules_["class_weights"].update(feats.logits_unl)[feats.y_src]
-        if weights is not None:
-            gamma = gamma * weights * self.extra_modules_["gate"].lam
+        if out.weights is not None:
+            gamma = gamma * out.weights * self.weighter_.lam
         return (gamma * per_sample).mean()
 
     def alignment_loss(self, feats: Features) -> torch.Tensor:

@@ -1,0 +1,173 @@
+"""Source weighters: the slot every domain-adaptation method composes (DESIGN "source weighter").
+
+A *source weighter* gives every source sample of a step a weight ω_i (detached) and may train
+itself with a loss of its own (the gate's discriminator, for example). The method then
+minimises
+
+    L = E_{T_L}[ℓ] + scale · mean_i(ω_i ℓ(C(F(x_i)), y_i)) + weighter loss [+ alignment]
+
+so a weighter changes *which* source samples teach the classifier, never the rest of the
+method. The protocol is small on purpose (skada's weighting estimators are the model): a
+weighter is an ``nn.Module`` (its parameters, if any, train with the method, at ``lr_mult``
+times the base rate) with
+
+- ``forward(feats) -> WeighterOutput``: weights for ``feats.y_src`` and its own loss;
+- ``score_batch(h, logits, y) -> dict``: per-sample scores for samples outside a step (the
+  harmful-source report); ``"weight"`` is required, other keys are the weighter's own;
+- ``setup(method, data)``: a hook run once before training (for weights computed up front,
+  such as KMM's, looked up with ``feats.index_src``).
+
+Weighters are registered by name (:data:`WEIGHTERS`); a method takes one through its
+``gate`` option: ``False`` (uniform weights), ``True`` (the discriminator gate of Wang et al.)
+or a registered weighter's name, with ``gate_options`` passed to its constructor.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from ...errors import ConfigError
+from ...registry import Registry
+
+
+@dataclass
+class Features:
+    """Features and logits of one step, split by stream (None where a stream is absent)."""
+
+    h_src: torch.Tensor
+    y_src: torch.Tensor
+    logits_src: torch.Tensor
+    h_lab: torch.Tensor | None
+    y_lab: torch.Tensor | None
+    logits_lab: torch.Tensor | None
+    h_unl: torch.Tensor | None
+    logits_unl: torch.Tensor | None
+    mu: float
+    progress: float
+    #: indices of the source batch in the source split (for weights computed up front)
+    index_src: torch.Tensor | None = None
+
+
+@dataclass
+class WeighterOutput:
+    """ω for the source batch (detached; ``None`` means uniform) and the weighter's loss."""
+
+    weights: torch.Tensor | None
+    loss: torch.Tensor | None = None
+    logs: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceWeighter(nn.Module):
+    """Base class. Subclasses set ``name`` (by :func:`register_weighter`) and implement
+    :meth:`forward`; the constructor takes ``feature_dim`` and ``num_classes`` first."""
+
+    name: ClassVar[str] = "weighter"
+    #: whether it needs unlabeled target batches
+    needs_unlabeled: ClassVar[bool] = False
+    #: whether its loss contains a marginal domain discriminator that can take the place of
+    #: a method's own (the gate's ``nil`` term is DANN's alignment)
+    replaces_alignment: ClassVar[bool] = False
+
+    def __init__(self, feature_dim: int, num_classes: int, *, lam: float = 1.0,
+                 lr_mult: float = 1.0) -> None:
+        super().__init__()
+        self.feature_dim, self.num_classes = feature_dim, num_classes
+        self.lam = float(lam)  # λ: scale of the weighted source loss
+        self.lr_mult = float(lr_mult)
+
+    def setup(self, method: Any, data: Any) -> None:
+        """Hook: anything computed once before training."""
+
+    def forward(self, feats: Features) -> WeighterOutput:
+        raise NotImplementedError
+
+    def score_batch(self, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                    index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-sample scores outside training; ``"weight"`` is ω (low = harmful)."""
+        raise NotImplementedError
+
+    def source_loss(self, per_sample: torch.Tensor, out: WeighterOutput) -> torch.Tensor:
+        """E_S[ℓ], or λ E_S[ω ℓ]."""
+        if out.weights is None:
+            return per_sample.mean()
+        return self.lam * (out.weights * per_sample).mean()
+
+
+class UniformWeights(SourceWeighter):
+    """No weighting: ω = 1 for every source sample (what ``gate=False`` means)."""
+
+    name = "uniform"
+
+    def forward(self, feats: Features) -> WeighterOutput:
+        return WeighterOutput(None)
+
+    def score_batch(self, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                    index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {"weight": torch.ones(len(y), device=y.device)}
+
+
+WEIGHTERS: Registry[type[SourceWeighter]] = Registry("source weighter")
+W = TypeVar("W", bound=type[SourceWeighter])
+
+
+def register_weighter(name: str, description: str = "") -> Callable[[W], W]:
+    """Class decorator: register a :class:`SourceWeighter` subclass under ``name``."""
+
+    def deco(cls: W) -> W:
+        cls.name = name
+        WEIGHTERS.add(name, cls, description)
+        return cls
+
+    return deco
+
+
+def list_weighters() -> list[str]:
+    return WEIGHTERS.names()
+
+
+def weighter_name(gate: bool | str) -> str | None:
+    """The weighter a ``gate`` option names: None for False, "gate" for True."""
+    if gate is False or gate is None:
+        return None
+    if gate is True:
+        return "gate"
+    if isinstance(gate, str):
+        if gate not in WEIGHTERS:
+            WEIGHTERS.get(gate)  # raises with the known names and close matches
+        return gate
+    raise ConfigError(f"gate must be true, false or the name of a source weighter "
+                      f"({WEIGHTERS.names()}), got {gate!r}.")
+
+
+def weighter_class(gate: bool | str) -> type[SourceWeighter]:
+    name = weighter_name(gate)
+    return UniformWeights if name is None else WEIGHTERS.get(name)
+
+
+def weighter_options(cls: type[SourceWeighter]) -> list[str]:
+    """The options a weighter takes (its constructor's keyword parameters)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" in klass.__dict__:
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind is p.KEYWORD_ONLY and p.name not in names:
+                    names.append(p.name)
+    return names
+
+
+def create_weighter(gate: bool | str, feature_dim: int, num_classes: int,
+                    options: Mapping[str, Any] | None = None) -> SourceWeighter:
+    """Build the weighter ``gate`` names, checking ``options`` against its constructor."""
+    cls = weighter_class(gate)
+    options = dict(options or {})
+    bad = sorted(set(options) - set(weighter_options(cls)))
+    if bad:
+        raise ConfigError(f"unknown gate_options {bad} for the {cls.name!r} weighter; valid: "
+                          f"{sorted(weighter_options(cls))}.")
+    return cls(feature_dim, num_classes, **options)
