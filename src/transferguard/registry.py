@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 from .errors import UnknownNameError
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,17 @@ class Registry(Generic[T]):
         def deco(obj: T) -> T:
             self.add(name, obj, description)
             return obj
+
+        return deco
+
+    def register_class(self, name: str, description: str = "") -> Callable[[C], C]:
+        """Class decorator that also sets the class's ``name`` to its registered name (what
+        methods and source weighters use: an instance knows the name it was built by)."""
+
+        def deco(cls: C) -> C:
+            cls.name = name  # type: ignore[attr-defined]
+            self.add(name, cls, description)  # type: ignore[arg-type]
+            return cls
 
         return deco
 

@@ -176,12 +176,7 @@ M = TypeVar("M", bound=type[Method])
 def register_method(name: str, description: str = "") -> Callable[[M], M]:
     """Class decorator: register a :class:`Method` subclass under ``name``."""
 
-    def deco(cls: M) -> M:
-        cls.name = name
-        METHODS.add(name, cls, description)
-        return cls
-
-    return deco
+    return METHODS.register_class(name, description)
 
 
 def list_methods() -> list[str]:

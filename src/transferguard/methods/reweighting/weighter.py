@@ -119,12 +119,7 @@ W = TypeVar("W", bound=type[SourceWeighter])
 def register_weighter(name: str, description: str = "") -> Callable[[W], W]:
     """Class decorator: register a :class:`SourceWeighter` subclass under ``name``."""
 
-    def deco(cls: W) -> W:
-        cls.name = name
-        WEIGHTERS.add(name, cls, description)
-        return cls
-
-    return deco
+    return WEIGHTERS.register_class(name, description)
 
 
 def list_weighters() -> list[str]:
