@@ -6,13 +6,14 @@
 - ``reweighting/``: source weighters, the slot every DA method composes (the gate first);
 - ``finetuning/``: from a pre-trained source network (fine-tuning, L2-SP, DELTA, KD, BSS,
   linear probe, cut point, binary auxiliary pre-training);
-- ``gradient/``: gradient rules the Trainer applies (DTNH).
+- ``gradient/``: gradient rules the Trainer applies (DTNH);
+- ``pruning/``: prune the source units that hurt the target, then fine-tune (prune_transfer).
 
 A new method goes in its family's folder, registers itself with :func:`register_method`,
 and is imported below so that the registry sees it.
 """
 
-from . import alignment, baselines, finetuning, reweighting  # noqa: F401  (registration)
+from . import alignment, baselines, finetuning, pruning, reweighting  # noqa: F401  (registration)
 from .base import METHODS, Method, create_method, list_methods, register_method
 from .finetuning.finetune import pretrain_source
 from .gradient.dtnh import DTNH
