@@ -6,6 +6,7 @@
     transferguard ntg --source ... --method   the negative transfer gap from flags
     transferguard harmful --source ... --eps  the source samples the gate finds harmful
     transferguard cutpoint --source ...       target accuracy against the blocks transferred
+    transferguard matrix DOMAIN...            train on each domain, test on every domain
     transferguard show RUNS_DIR               a table of the recorded runs
     transferguard demo                        negative vs positive transfer on built-in digits
 
@@ -23,7 +24,7 @@ import sys
 from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = ("domains", "listing", "run", "ntg", "harmful", "cutpoint", "show", "demo")
+COMMANDS = ("domains", "listing", "run", "ntg", "harmful", "cutpoint", "matrix", "show", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

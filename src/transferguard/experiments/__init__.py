@@ -2,6 +2,7 @@
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
+from .matrix import run_matrix, stored_matrix_run
 from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
@@ -20,5 +21,7 @@ __all__ = [
     "pretrained_checkpoint",
     "run_cutpoint",
     "run_experiment",
+    "run_matrix",
     "runs_table",
+    "stored_matrix_run",
 ]

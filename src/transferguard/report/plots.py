@@ -119,3 +119,128 @@ def cutpoint_plot(result, path: str | os.PathLike[str], title: str = "") -> None
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
+
+
+def matrix_heatmap(result, path: str | os.PathLike[str], views: Sequence[str] = ("raw", "row"),
+                   title: str = "") -> None:
+    """The cross-domain matrix as annotated heatmaps, one panel per view (raw accuracy,
+    row- or column-relative change); rows are training domains, columns test domains."""
+    plt = _pyplot()
+    n = len(result.domains)
+    fig, axes = plt.subplots(1, len(views), figsize=((1.1 * n + 2.2) * len(views), 1.0 * n + 1.4),
+                             squeeze=False)
+    for p, (ax, view) in enumerate(zip(axes[0], views)):
+        values = np.array(result.view(view), dtype=float)
+        if view == "raw":
+            im = ax.imshow(values, cmap="viridis", vmin=0, vmax=100)
+            text = [[f"{v:.1f}" for v in row] for row in values]
+            label = "accuracy (%)"
+        else:
+            lim = max(1.0, float(np.nanmax(np.abs(values))))
+            dark = np.abs(values) > 0.6 * lim
+            im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim)
+            text = [[f"{v:+.0f}%" for v in row] for row in values]
+            label = f"{view}-relative change (%)"
+        for i in range(n):
+            for j in range(n):
+                light = values[i, j] < 60 if view == "raw" else dark[i, j]
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
+                        color="white" if light else "black")
+        ax.set_xticks(range(n))
+        ax.set_xticklabels(result.domains, rotation=30, ha="right", fontsize=7)
+        ax.set_yticks(range(n))
+        ax.set_yticklabels(result.domains if p == 0 else [], fontsize=7)
+        ax.set_xlabel("tested on", fontsize=8)
+        if p == 0:
+            ax.set_ylabel("trained on", fontsize=8)
+        ax.set_title(label, fontsize=8)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        bar.ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def impact_depth_plot(impacts, path: str | os.PathLike[str], cut=None, title: str = "",
+                      level: float = 0.5, z: float = 0.0) -> None:
+    """Share of target-harmful units per layer against depth (one line per labelled
+    :class:`ImpactResult`, e.g. per source network), with the cut point each suggests; beside
+    it, the measured cut-point sweep when ``cut`` (a CutPointResult) is given."""
+    plt = _pyplot()
+    if not isinstance(impacts, dict):
+        impacts = {"": impacts}
+    panels = 2 if cut is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 3.4), squeeze=False)
+    ax = axes[0][0]
+    layers: list[str] = []
+    for i, (name, res) in enumerate(impacts.items()):
+        results = res if isinstance(res, list) else [res]
+        layers = list(results[0].layers)
+        shares = np.array([[r.harmful_share(z=z)[n] * 100 for n in layers] for r in results])
+        mean = shares.mean(0)
+        sd = shares.std(0, ddof=1) if len(results) > 1 else np.zeros_like(mean)
+        line = ax.errorbar(range(1, len(layers) + 1), mean, yerr=sd, fmt="o-", capsize=3,
+                           label=name or None)
+        k = round(float(np.mean([r.suggested_cut(level=level, z=z) for r in results])))
+        ax.axvline(k + 0.5 + 0.04 * i, color=line[0].get_color(), ls=":", lw=1.2)
+        ax.annotate(f"cut k={k}", (k + 0.55 + 0.04 * i, 5 + 8 * i), fontsize=7,
+                    color=line[0].get_color())
+    ax.axhline(level * 100, color="grey", ls="--", lw=0.8)
+    ax.set_xticks(range(1, len(layers) + 1))
+    ax.set_xticklabels(layers, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("layer (depth)")
+    ax.set_ylabel("target-harmful units (%)")
+    ax.set_title("impact: harmful share per layer", fontsize=9)
+    if any(impacts):
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if cut is not None:
+        import statistics
+
+        ax2 = axes[0][1]
+        ks = list(range(len(cut.blocks) + 1))
+        base = statistics.fmean(cut.scratch)
+        ax2.axhline(base, color="grey", ls="--", lw=1, label="from scratch (k=0)")
+        for mode, style in (("frozen", "o-"), ("finetuned", "s-")):
+            per_k = cut.accuracy.get(mode)
+            if per_k:
+                ax2.plot(ks, [base] + [statistics.fmean(per_k[k]) for k in ks[1:]], style,
+                         label=mode)
+        if cut.cut_point is not None:
+            ax2.axvline(cut.cut_point + 0.5, color="black", ls=":", lw=1.2)
+            ax2.annotate(f"measured cut k={cut.cut_point}", (cut.cut_point + 0.55, base),
+                         fontsize=7)
+        ax2.set_xticks(ks)
+        ax2.set_xticklabels(["0"] + [f"{k}\n{b}" for k, b in zip(ks[1:], cut.blocks)],
+                            fontsize=7)
+        ax2.set_xlabel("blocks transferred (k)")
+        ax2.set_ylabel("target test accuracy (%)")
+        ax2.set_title("measured cut-point sweep", fontsize=9)
+        ax2.legend(fontsize=7)
+        ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def unit_grid(pictures, path: str | os.PathLike[str], title: str = "") -> None:
+    """Top-activating images of one or more units (:func:`top_activating` results): one row
+    per unit, titled with its layer, index and impact when known."""
+    plt = _pyplot()
+    rows = pictures if isinstance(pictures, list) else [pictures]
+    cols = max(len(p.indices) for p in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.9, len(rows) * 1.1 + 0.3),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, pic in enumerate(rows):
+        for c, img in enumerate(pic.images):
+            img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+            axes[r][c].imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+            axes[r][c].set_title(f"{pic.values[c]:.2f}", fontsize=5)
+        axes[r][0].text(-0.1, 0.5, pic.caption(), transform=axes[r][0].transAxes, ha="right",
+                        va="center", fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    save_figure(fig, path)
