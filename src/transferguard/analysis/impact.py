@@ -180,6 +180,15 @@ class ImpactResult:
                 for i, v in enumerate(self.impact[name].tolist())]
         return sorted(rows, key=lambda r: r[2])[:n]
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImpactResult:
+        """Rebuild a result stored with :meth:`to_dict` (e.g. in the run store)."""
+        t = {k: torch.tensor(v) for k, v in d["impact"].items()}
+        se = {k: torch.tensor(v) for k, v in d["stderr"].items()}
+        return cls(list(d["layers"]), t, se, {}, d["base_loss"], d["base_accuracy"],
+                   d["n_samples"], d["estimator"], d["seconds"], d["forwards"], d["check"],
+                   {n: i for i, n in enumerate(d["layers"])})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "layers": self.layers, "estimator": self.estimator, "n_samples": self.n_samples,
