@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data import InputSpec, TransferTask, load_domain
+from ..data import Domain, InputSpec, TransferTask, load_domain
 from ..engine import Trainer
 from ..errors import DataError
 
@@ -81,19 +81,24 @@ class CrossDomainMatrix:
                 "column_relative": self.relative("column"), "percent_drop": self.percent_drop()}
 
 
-def check_label_spaces(domains: Sequence[str], spec: InputSpec,
+def _name(d: str | Domain) -> str:
+    return d if isinstance(d, str) else d.name
+
+
+def check_label_spaces(domains: Sequence[str | Domain], spec: InputSpec,
                        options: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
     """The common class names of ``domains``; differing label spaces stop with a message."""
-    if len(domains) < 2:
-        raise DataError(f"a cross-domain matrix needs at least two domains, got {list(domains)}.")
-    if len(set(domains)) != len(domains):
-        raise DataError(f"domains are listed twice: {list(domains)}; give each once.")
+    names = [_name(d) for d in domains]
+    if len(names) < 2:
+        raise DataError(f"a cross-domain matrix needs at least two domains, got {names}.")
+    if len(set(names)) != len(names):
+        raise DataError(f"domains are listed twice: {names}; give each once.")
     classes = {}
-    for name in domains:
-        d = load_domain(name, size=spec.size, **dict((options or {}).get(name, {})))
+    for name, dom in zip(names, domains):
+        d = load_domain(dom, size=spec.size, **dict((options or {}).get(name, {})))
         classes[name] = tuple(d.classes)
-    first = domains[0]
-    bad = [n for n in domains if classes[n] != classes[first]]
+    first = names[0]
+    bad = [n for n in names if classes[n] != classes[first]]
     if bad:
         detail = "; ".join(f"{n}: {list(classes[n])[:12]}" for n in [first, *bad])
         raise DataError(f"the domains do not share one label space ({detail}). A matrix "
@@ -102,7 +107,7 @@ def check_label_spaces(domains: Sequence[str], spec: InputSpec,
     return classes[first]
 
 
-def domain_task(name: str, spec: InputSpec, seed: int, num_classes: int, *,
+def domain_task(name: str | Domain, spec: InputSpec, seed: int, num_classes: int, *,
                 test_fraction: float = 0.5, options: Mapping[str, Any] | None = None
                 ) -> TransferTask:
     """The task whose target is ``name`` split for the matrix (all of its pool labeled).
@@ -135,7 +140,7 @@ def train_and_test(trainer: Trainer) -> MatrixRunFn:
     return run
 
 
-def cross_domain_matrix(domains: Sequence[str], *, spec: InputSpec | None = None,
+def cross_domain_matrix(domains: Sequence[str | Domain], *, spec: InputSpec | None = None,
                         model: str = "lenet", model_options: dict | None = None,
                         trainer: Trainer | None = None, seeds: Sequence[int] = (0,),
                         test_fraction: float = 0.5,
@@ -145,19 +150,18 @@ def cross_domain_matrix(domains: Sequence[str], *, spec: InputSpec | None = None
     from ..methods import create_method
 
     spec = spec or InputSpec()
-    domains = list(domains)
     classes = check_label_spaces(domains, spec, domain_options)
+    names = [_name(d) for d in domains]
     run = run or train_and_test(trainer or Trainer())
-    result = CrossDomainMatrix(domains, list(seeds),
-                               [[[] for _ in domains] for _ in domains])
+    result = CrossDomainMatrix(names, list(seeds), [[[] for _ in names] for _ in names])
     opts = domain_options or {}
     for seed in seeds:
-        tasks = {d: domain_task(d, spec, seed, len(classes), test_fraction=test_fraction,
-                                options=opts.get(d)) for d in domains}
-        for i, d in enumerate(domains):
+        tasks = {n: domain_task(d, spec, seed, len(classes), test_fraction=test_fraction,
+                                options=opts.get(n)) for n, d in zip(names, domains)}
+        for i, d in enumerate(names):
             method = create_method("target_only", model=model, model_options=model_options,
                                    source_free=True)
             accs = run(method, tasks[d], seed, tasks)
-            for j, e in enumerate(domains):
+            for j, e in enumerate(names):
                 result.accuracy[i][j].append(float(accs[e]))
     return result

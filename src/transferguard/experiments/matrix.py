@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import CrossDomainMatrix, cross_domain_matrix
-from ..data import InputSpec, TransferTask
+from ..data import Domain, InputSpec, TransferTask
 from ..engine import RunResult, Trainer, TrainerConfig
 from .runner import run_config
 from .store import RunStore
@@ -45,7 +45,7 @@ def stored_matrix_run(store: RunStore, trainer: Trainer, experiment: str = "matr
     return run
 
 
-def run_matrix(domains: Sequence[str], out: str | Path, *, spec: InputSpec | None = None,
+def run_matrix(domains: Sequence[str | Domain], out: str | Path, *, spec: InputSpec | None = None,
                trainer: TrainerConfig | Trainer | None = None, seeds: Sequence[int] = (0,),
                model: str = "lenet", model_options: dict | None = None,
                test_fraction: float = 0.5,
