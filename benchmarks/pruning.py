@@ -281,6 +281,39 @@ def timing_part(out: Path, trainer: tg.Trainer, repeats: int = 5) -> tuple[list[
     return lines, {"median_seconds": med, "check": c, "units": units}
 
 
+def units_part(out: Path, trainer: tg.Trainer) -> tuple[list[str], dict]:
+    """Top-activating target images of the most harmful and most helpful units of the
+    inappropriate source network (seed 0, L = 10%), as the method sees them."""
+    from transferguard.analysis import top_activating
+    from transferguard.report.plots import unit_grid
+
+    path = source_path(out, trainer, SOURCES["inappropriate"], 0)
+    task = tg.TransferTask(*PAIR, labeled_percent=10, spec=SPEC, seed=0)
+    data = task.train_data()
+    m = tg.create_method("prune_transfer", pretrained=path)
+    tr = trainer.with_options(seed=0)
+    m.setup(data, tr)
+    m.prepare(data, tr)
+    for h in m.hooks_:  # look at the network before pruning
+        h.remove()
+    imp = m.impact_
+    pics = []
+    for layer in ("conv2", "fc"):
+        order = torch.argsort(imp.impact[layer]).tolist()
+        pics += top_activating(m.model_, layer, order[:3] + order[-1:], data.target_unlabeled,
+                               SPEC, k=10, impact=imp)
+    img = IMAGES / "pruning_units.png"
+    unit_grid(pics, img, "inappropriate source network, mnist target images: the 3 most "
+                         "harmful units and the most helpful one of conv2 and fc")
+    return (["### What the harmful units respond to", "",
+             "Top-activating unlabeled target images of the three most harmful units (most "
+             "negative impact) and the most helpful unit of conv2 and of fc, for the "
+             "inappropriate source network (seed 0) with its target head (L = 10%); each image "
+             "is titled with the unit's activation.", "",
+             "![unit pictures](../images/pruning_units.png)", ""],
+            {"units": [(p.layer, p.unit, p.impact) for p in pics]})
+
+
 def matrix_part(out: Path, trainer: tg.Trainer, seeds: list[int]) -> tuple[list[str], dict]:
     res = run_matrix(list(DOMAINS), out / "matrix", spec=SPEC, trainer=trainer, seeds=seeds,
                      resume=True, echo=print)
@@ -298,7 +331,8 @@ def matrix_part(out: Path, trainer: tg.Trainer, seeds: list[int]) -> tuple[list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--part", default="all", choices=["table", "timing", "matrix", "all"])
+    ap.add_argument("--part", default="all",
+                    choices=["table", "timing", "units", "matrix", "all"])
     ap.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="runs/bench-pruning")
@@ -317,6 +351,10 @@ def main() -> None:
         lines, r = timing_part(out, trainer)
         sections += lines
         raw["timing"] = r
+    if args.part in ("units", "all"):
+        lines, r = units_part(out, trainer)
+        sections += lines
+        raw["units"] = r
     if args.part in ("matrix", "all"):
         lines, r = matrix_part(out, trainer, args.seeds)
         sections += lines
