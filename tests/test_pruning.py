@@ -334,3 +334,17 @@ def test_matrix_cli(tmp_path, capsys):
                "--out", str(tmp_path / "r"), "--view", "row", "--markdown"])
     out = capsys.readouterr().out
     assert rc == 0 and "| uci-digits" in out and "0%" in out
+
+
+def test_impact_cli(tmp_path, capsys):
+    from transferguard.cli import main
+
+    rc = main(["impact", "--source", "mnist", "--target", "uci-digits", "--input-size", "16",
+               "--iterations", "8", "--labeled", "20", "--out", str(tmp_path), "--top", "3",
+               "--units", str(tmp_path / "u.png")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "suggested cut point" in out and "conv2" in out
+    assert (tmp_path / "u.png").stat().st_size > 1000
+    rc = main(["impact", "--source", "mnist", "--target", "uci-digits", "--input-size", "16",
+               "--iterations", "8", "--labeled", "0", "--out", str(tmp_path)])
+    assert rc == 2 and "L = 0" in capsys.readouterr().err

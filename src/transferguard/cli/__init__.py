@@ -6,6 +6,7 @@
     transferguard ntg --source ... --method   the negative transfer gap from flags
     transferguard harmful --source ... --eps  the source samples the gate finds harmful
     transferguard cutpoint --source ...       target accuracy against the blocks transferred
+    transferguard impact --source ...         which units of a source network hurt the target
     transferguard matrix DOMAIN...            train on each domain, test on every domain
     transferguard show RUNS_DIR               a table of the recorded runs
     transferguard demo                        negative vs positive transfer on built-in digits
@@ -24,7 +25,8 @@ import sys
 from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = ("domains", "listing", "run", "ntg", "harmful", "cutpoint", "matrix", "show", "demo")
+COMMANDS = ("domains", "listing", "run", "ntg", "harmful", "cutpoint", "impact", "matrix", "show",
+            "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
+from .impact import ImpactFound, analyse_impact
 from .matrix import run_matrix, stored_matrix_run
 from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
@@ -11,9 +12,11 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
     "HarmfulFound",
+    "ImpactFound",
     "RunRecord",
     "RunStore",
     "Runner",
+    "analyse_impact",
     "config_from_dict",
     "config_key",
     "find_harmful",
