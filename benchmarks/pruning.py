@@ -233,9 +233,9 @@ def claim(raw: dict) -> list[str]:
                            + ("**NTG ≤ 0: holds**" if r["ntg"] <= 0 else "**NTG > 0: does not "
                                                                          "hold**"))
         if L in good:
-            ft = good[L]["finetune"]["mean_accuracy"]
+            ft = statistics.fmean(good[L]["finetune"]["accuracy"])
             for label in ("prune-remove", "prune-dropout"):
-                d = ft - good[L][label]["mean_accuracy"]
+                d = ft - statistics.fmean(good[L][label]["accuracy"])
                 out.append(f"- clean source, L = {L}%: {label} costs {d:+.2f} points against "
                            "fine-tuning → " + ("**≤ 0.5: holds**" if d <= 0.5 else
                                                "**> 0.5: does not hold**"))
