@@ -102,7 +102,11 @@ class PruneTransfer(FineTune):
 
     @property
     def label(self) -> str:
-        return f"{self.name}_T" if self.source_free else f"prune-{self.mode}"
+        if self.source_free:
+            return f"{self.name}_T"
+        if self.rule == "fraction" and self.fraction == 0 and self.mode == "remove":
+            return "prune-nothing"  # the control: head probe, then fine-tuning
+        return f"prune-{self.mode}"
 
     def twin(self) -> Method:
         return FineTune(self.model, self.model_options, source_free=True,
