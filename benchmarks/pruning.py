@@ -56,6 +56,7 @@ PRUNE = {
     "prune-dropout": {"mode": "dropout"},
     "probe + fine-tune, nothing pruned (control)": {"rule": "fraction", "fraction": 0.0},
 }
+CUT = "cut point chosen on validation"
 DOMAINS = ("mnist", "mnist-m", "syndigits", "uci-digits")
 IMAGES = RESULTS.parent / "images"
 
@@ -133,8 +134,8 @@ def table_part(bench: Bench, sources: list[str], seeds: list[int]) -> tuple[list
             cuts[L] = cut
             k, mode, _ = cut.best
             chosen = twins if k == 0 else cut.accuracy[mode][k]
-            rows[f"cut point chosen on validation ({'scratch' if k == 0 else f'k={k} {mode}'})"] \
-                = ntg("cut", seeds, list(chosen), twins)
+            rows[CUT] = ntg("cut", seeds, list(chosen), twins)
+            rows[CUT].choice = "scratch" if k == 0 else f"k={k} {mode}"
             rows["scratch (finetune_T)"] = ntg("scratch", seeds, twins, twins)
             per_l[L] = rows
             for label, r in rows.items():
@@ -153,15 +154,13 @@ def source_section(source: str, eps: float, per_l: dict, extras: dict, cuts: dic
     lines = [f"### From the {title}: accuracy, NTG [95% CI]", "",
              "| method | " + " | ".join(f"L={L}% acc | NTG [95% CI]" for L in per_l) + " |",
              "|---|" + "---:|---|" * len(per_l)]
-    labels = list(next(iter(per_l.values())))
-    for i, label in enumerate(labels):
+    for label in next(iter(per_l.values())):
         cells = []
         for rows in per_l.values():
-            r = list(rows.values())[i]
-            cells += [f"{r.mean_accuracy:.1f}", r.interval_text()]
-        name = label if all(list(rows)[i] == label for rows in per_l.values()) else \
-            " / ".join(list(rows)[i] for rows in per_l.values())
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            r = rows[label]
+            choice = f" ({r.choice})" if label == CUT else ""
+            cells += [f"{r.mean_accuracy:.1f}{choice}", r.interval_text()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Units removed by prune-remove (impact < 0, at most half a layer; mean over "
               "seeds) and the cost of the structurally pruned LeNet:", "",
               "| L% | conv1 | conv2 | fc | parameters before → after | multiply-adds before → "
@@ -371,8 +370,10 @@ def main() -> None:
             f"{args.seeds}. NTG = acc(finetune_T) − acc in points (> 0: negative transfer), "
             "mean and 95% Student-t interval over seeds. Model selection on the labeled-target "
             "validation split; the test split only reports. "
-            + provenance(bench.runner.trained, bench.runner.reused, time.perf_counter() - t0),
-            ""]
+            + provenance(bench.runner.trained, bench.runner.reused, time.perf_counter() - t0)
+            + (" The table runs were trained by `--part table --sources clean` and `--sources "
+               "inappropriate` in two parallel processes, the matrix by `--part matrix`; this "
+               "invocation resumed them from the store." if bench.runner.reused else ""), ""]
     name = "pruning" if args.part == "all" and len(args.sources) == len(SOURCES) else \
         f"pruning_{args.part}_{'_'.join(args.sources)}"
     write_result(name, "\n".join(head + sections), json.dumps(raw, indent=1, default=str))
