@@ -227,7 +227,7 @@ def neuron_impact(model: nn.Module, split: Split, spec: InputSpec, *,
     model.eval()
     t0 = time.perf_counter()
     try:
-        batches = [(b.x, b.y) for b in iterate_batches(split, spec, batch_size, dev)]
+        batches = _Batches(split, spec, batch_size, dev)
         base_loss, base_correct, shapes = _base_pass(model, modules, batches)
         if estimator == "exact":
             todo = {name: torch.arange(shapes[name][0]) for name in names}
@@ -236,13 +236,13 @@ def neuron_impact(model: nn.Module, split: Split, spec: InputSpec, *,
             check = None
         else:
             mean, se = _taylor(model, modules, batches)
-            dacc, forwards = {}, len(batches)
+            dacc, forwards = {}, math.ceil(len(split) / batch_size)
             check = _check(model, modules, batches, mean, shapes, base_loss, base_correct,
                            max_elements, check_units, seed)
             forwards += check.pop("forwards")
     finally:
         model.train(was_training)
-    n = sum(len(y) for _, y in batches)
+    n = len(split)
     return ImpactResult(
         names, mean, se, dacc, float(torch.cat(base_loss).mean()),
         float(torch.cat(base_correct).float().mean() * 100), n, estimator,
@@ -250,6 +250,18 @@ def neuron_impact(model: nn.Module, split: Split, spec: InputSpec, *,
 
 
 # --------------------------------------------------------------------------- internals
+class _Batches:
+    """The split's batches, normalised anew on each pass (not all held in memory at once)."""
+
+    def __init__(self, split: Split, spec: InputSpec, batch_size: int,
+                 device: torch.device) -> None:
+        self.split, self.spec, self.batch_size, self.device = split, spec, batch_size, device
+
+    def __iter__(self):
+        for b in iterate_batches(self.split, self.spec, self.batch_size, self.device):
+            yield b.x, b.y
+
+
 def _unit_view(mask: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """(G, C) mask -> (G, 1, C, 1, ...) to broadcast over (G, B, C, ...)."""
     return mask.view(mask.shape[0], 1, mask.shape[1], *([1] * (out.dim() - 2)))
@@ -257,7 +269,7 @@ def _unit_view(mask: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _base_pass(model, modules, batches):
-    shapes: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for name, mod in modules.items():
         def hook(m, i, out, name=name):
@@ -283,7 +295,7 @@ def _exact(model, modules, batches, todo, shapes, base_loss, base_correct, max_e
     """Mean / standard error of Δℓ and Δaccuracy for the units in ``todo`` (layer -> ids)."""
     mean, se, dacc = {}, {}, {}
     forwards = 0
-    n = sum(len(y) for _, y in batches)
+    n = len(batches.split)
     for name, units in todo.items():
         mod = modules[name]
         total = torch.zeros(len(units), dtype=torch.float64)
