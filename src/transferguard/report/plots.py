@@ -139,7 +139,8 @@ def matrix_heatmap(result, path: str | os.PathLike[str], views: Sequence[str] = 
             lim = max(1.0, float(np.nanmax(np.abs(values))))
             dark = np.abs(values) > 0.6 * lim
             im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim)
-            text = [[f"{v:+.0f}%" for v in row] for row in values]
+            text = [["0%" if i == j else f"{v:+.0f}%" for j, v in enumerate(row)]
+                    for i, row in enumerate(values)]
             label = f"{view}-relative change (%)"
         for i in range(n):
             for j in range(n):
