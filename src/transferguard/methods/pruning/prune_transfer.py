@@ -59,6 +59,11 @@ MODES = ("remove", "dropout", "both")
 IMPACT_DATA = ("val", "train", "all")
 
 
+def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"prune_transfer {name} must be one of {valid}, got {value!r}.")
+
+
 @register_method("prune_transfer", "prune the target-harmful units of the source network, "
                                    "then fine-tune (remove or Domain Guided Dropout)")
 class PruneTransfer(FineTune):
@@ -74,16 +79,11 @@ class PruneTransfer(FineTune):
                  structural: bool = False) -> None:
         super().__init__(model, model_options, source_free, backbone_lr_mult,
                          pretrain_iterations, pretrained, pretrain_aux_weight, partition_seed)
-        def one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
-            if value not in valid:
-                raise ConfigError(f"prune_transfer {name} must be one of {valid}, "
-                                  f"got {value!r}.")
-
-        one_of("mode", mode, MODES)
-        one_of("rule", rule, RULES)
-        one_of("impact_data", impact_data, IMPACT_DATA)
-        one_of("estimator", estimator, ESTIMATORS)
-        one_of("head", head, ("probe", "reset"))
+        _one_of("mode", mode, MODES)
+        _one_of("rule", rule, RULES)
+        _one_of("impact_data", impact_data, IMPACT_DATA)
+        _one_of("estimator", estimator, ESTIMATORS)
+        _one_of("head", head, ("probe", "reset"))
         check_fraction("fraction", fraction)
         check_fraction("max_fraction", max_fraction)
         if temperature <= 0:
