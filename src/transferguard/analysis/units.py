@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import InputSpec, Split, iterate_batches
 from ..errors import ConfigError, DataError
-from .impact import resolve_layer
+from ..models import resolve_layer
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ...analysis import resolve_layer
+from ...models import resolve_layer
 
 
 def _view(v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

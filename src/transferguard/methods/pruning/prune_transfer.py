@@ -44,10 +44,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...analysis import ImpactResult, neuron_impact
-from ...analysis.impact import ESTIMATORS, RULES, check_fraction
 from ...data import Batch, Split, TrainData
 from ...engine import StepOutput
+from ...engine.impact import ESTIMATORS, RULES, ImpactResult, check_fraction, neuron_impact
 from ...errors import ConfigError, UnknownNameError
 from ...utils import derive_seed
 from ..base import Method, register_method

@@ -20,9 +20,9 @@ import copy
 import torch
 from torch import nn
 
-from ...analysis import resolve_layer
 from ...data import InputSpec
 from ...errors import ConfigError
+from ...models import resolve_layer
 from .masks import silence_units
 
 
