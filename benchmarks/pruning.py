@@ -38,6 +38,7 @@ import transferguard as tg
 from transferguard.analysis import CutPointResult, ImpactResult, cut_point_sweep, neuron_impact
 from transferguard.data import Split
 from transferguard.experiments import Runner, RunStore, pretrained_checkpoint, run_matrix
+from transferguard.report import interval_text
 from transferguard.report.matrix import TITLES, matrix_table
 from transferguard.report.plots import impact_depth_plot, matrix_heatmap
 
@@ -140,7 +141,7 @@ def table_part(bench: Bench, sources: list[str], seeds: list[int]) -> tuple[list
             per_l[L] = rows
             for label, r in rows.items():
                 print(f"  {source} L={L} {label:45s} {r.mean_accuracy:.1f} "
-                      f"({r.interval_text()})", flush=True)
+                      f"({interval_text(r)})", flush=True)
         raw[source] = {"ntg": {L: {k: v.to_dict() for k, v in rows.items()}
                                for L, rows in per_l.items()},
                        "extras": extras, "cut": {L: c.to_dict() for L, c in cuts.items()}}
@@ -159,7 +160,7 @@ def source_section(source: str, eps: float, per_l: dict, extras: dict, cuts: dic
         for rows in per_l.values():
             r = rows[label]
             choice = f" ({r.choice})" if label == CUT else ""
-            cells += [f"{r.mean_accuracy:.1f}{choice}", r.interval_text()]
+            cells += [f"{r.mean_accuracy:.1f}{choice}", interval_text(r)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Units removed by prune-remove (impact < 0, at most half a layer; mean over "
               "seeds) and the cost of the structurally pruned LeNet:", "",
@@ -266,7 +267,8 @@ def timing_part(out: Path, trainer: tg.Trainer, repeats: int = 5) -> tuple[list[
     c = checks[-1]
     lines = ["### Impact-analysis time", "",
              f"Every unit of LeNet ({units} units: conv1, conv2, fc and the 10 logits of the head)"
-             f" on 500 labeled target images (mnist, 3x24x24), {torch.get_num_threads()} thread, "
+             f" on 500 labeled target images (mnist, {SPEC.channels}x{SPEC.size}x{SPEC.size}), "
+             f"{torch.get_num_threads()} thread, "
              f"median of {repeats} interleaved repeats:", "",
              "| what | seconds | × one evaluation pass |", "|---|---:|---:|",
              f"| one evaluation pass (500 images) | {med['eval']:.3f} | 1 |",
