@@ -2,11 +2,14 @@
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
+from .diagnose import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
 from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
 
 __all__ = [
+    "DiagnoseResult",
+    "Diagnostics",
     "ExperimentConfig",
     "ExperimentResult",
     "HarmfulFound",
@@ -15,8 +18,10 @@ __all__ = [
     "Runner",
     "config_from_dict",
     "config_key",
+    "diagnose",
     "find_harmful",
     "load_config",
+    "measure_diagnostics",
     "pretrained_checkpoint",
     "run_cutpoint",
     "run_experiment",
