@@ -30,7 +30,7 @@ historical code; our LEEP / NCE follow the formulas above (the corrected ``LEEP.
 ``NCE.py``), so compare with the corrected numbers only.
 
 Using the scores to *predict negative transfer* (rather than to rank pre-trained models, the
-use they were validated for) is ours: see :mod:`transferguard.experiments.diagnose`.
+use they were validated for) is ours: see :mod:`transferguard.experiments.diagnosis`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
-from .diagnose import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
+from .diagnosis import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
 from .pretrain import pretrained_checkpoint
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
