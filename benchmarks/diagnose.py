@@ -51,7 +51,7 @@ from transferguard.analysis import (
     selection_summary,
 )
 from transferguard.analysis.ntpredict import brier, calibration_bins
-from transferguard.experiments import RunStore, measure_diagnostics
+from transferguard.experiments import RunStore, config_key, measure_diagnostics
 from transferguard.experiments.diagnosis import FEATURES
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -144,6 +144,20 @@ class _CallbackTrainer(tg.Trainer):
         return res
 
 
+class Busy(Exception):
+    """Another worker is running this record right now (``--helper`` skips it)."""
+
+
+SKIP_RUNNING = False
+
+
+def _check_busy(store: RunStore, config: dict) -> None:
+    if SKIP_RUNNING:
+        rec = store.get(config_key(config))
+        if rec is not None and rec.status == "running":
+            raise Busy
+
+
 def train_record(store: RunStore, method: tg.Method, task: tg.TransferTask) -> dict:
     tconf = task.config()
     if method.source_free:
@@ -151,6 +165,8 @@ def train_record(store: RunStore, method: tg.Method, task: tg.TransferTask) -> d
     config = {"kind": "train", "task": tconf, "method": {"name": method.name,
               **method.get_params()}, "iterations": ITERATIONS, "eval_every": EVAL_EVERY,
               "seed": SEED, "validator_samples": VALIDATOR_SAMPLES}
+
+    _check_busy(store, config)
 
     def fn() -> dict:
         timed = Timed([ValidatorCallback(max_samples=VALIDATOR_SAMPLES), TestAccuracy(task)])
@@ -171,6 +187,8 @@ def diag_record(store: RunStore, task: tg.TransferTask, method: str) -> dict:
               "source_iterations": SOURCE_ITERATIONS, "proxy_iterations": PROXY_ITERATIONS,
               "seed": SEED}
 
+    _check_busy(store, config)
+
     def fn() -> dict:
         d = measure_diagnostics(task, method, trainer=tg.Trainer(progress=False, seed=SEED),
                                 source_iterations=SOURCE_ITERATIONS,
@@ -182,17 +200,24 @@ def diag_record(store: RunStore, task: tg.TransferTask, method: str) -> dict:
     return metrics
 
 
-def collect(store: RunStore, shard: int, shards: int) -> list[dict]:
+def collect(store: RunStore, shard: int, shards: int, helper: bool = False) -> list[dict]:
+    """Train / diagnose every configuration of this shard. A ``helper`` walks all of them
+    backwards and skips those another worker is running (it only shortens the tail)."""
     out = []
-    for i, (s, t, e, lp, m) in enumerate(configs()):
-        if (i // 2) % shards != shard:  # both methods of a cell in one shard: balanced
+    items = list(enumerate(configs()))
+    for i, (s, t, e, lp, m) in reversed(items) if helper else items:
+        if not helper and (i // 2) % shards != shard:  # both methods of a cell: one shard
             continue
         task = make_task(s, t, e, lp)
         t0 = time.perf_counter()
         method = tg.create_method(m)
-        a = train_record(store, method, task)
-        b = train_record(store, method.twin(), task)
-        d = diag_record(store, task, m)
+        try:
+            a = train_record(store, method, task)
+            b = train_record(store, method.twin(), task)
+            d = diag_record(store, task, m)
+        except Busy:
+            print(f"[{i:2d}] busy in another worker: skipped", flush=True)
+            continue
         ntg = b["test_accuracy"] - a["test_accuracy"]
         print(f"[{i:2d}] {s}->{t} eps={e} L={lp} {m:8s}: acc {a['test_accuracy']:.1f} twin "
               f"{b['test_accuracy']:.1f} NTG {ntg:+.1f} proxy gap "
@@ -341,13 +366,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("all", "collect", "report"), default="all")
     ap.add_argument("--shard", default="0/1", help="i/n: collect every n-th configuration")
+    ap.add_argument("--helper", action="store_true",
+                    help="collect backwards, skipping what another worker is running")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     i, n = (int(v) for v in args.shard.split("/"))
     store = RunStore(STORE)
     t0 = time.perf_counter()
     if args.part == "collect":
-        collect(store, i, n)
+        global SKIP_RUNNING
+        SKIP_RUNNING = args.helper
+        collect(store, i, n, helper=args.helper)
         return 0
     rows = collect(store, 0, 1) if args.part in ("all", "report") else []
     report(rows, time.perf_counter() - t0)

@@ -309,7 +309,7 @@ def _apply(res: DiagnoseResult, task: TransferTask, m: Method, seeds: Sequence[i
         return
     # NONE trains the method as planned; DONT measures the gap the twin avoids
     res.applied = negative_transfer_gap(task, m, seeds, trainer)
-    res.applied_label = m.label if res.recommendation == NONE else f"{m.twin().label} (avoids)"
+    res.applied_label = m.label
 
 
 def safe_selection_gap(task: TransferTask, m: Method, seeds: Sequence[int], trainer: Trainer,

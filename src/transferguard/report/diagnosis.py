@@ -55,6 +55,9 @@ def diagnose_text(result: Any) -> str:
         lines += ["", f"applied: {result.applied_label} against {r.twin} over seeds {r.seeds}:",
                   f"  accuracy {r.mean_accuracy:.1f}, twin {r.mean_twin_accuracy:.1f}, "
                   f"NTG {r.interval_text()} -> {r.verdict}"]
+        if result.recommendation == "don't transfer":
+            lines.append(f"  (the method as planned against its twin: training on the target "
+                         f"alone avoids an NTG of {r.ntg:+.1f} points)")
         if result.baseline is not None:
             b = result.baseline
             lines.append(f"  without safe selection ({b.method}): NTG {b.interval_text()}")
