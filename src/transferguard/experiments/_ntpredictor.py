@@ -1,6 +1,60 @@
-"""The default negative-transfer predictor (written by ``benchmarks/diagnose.py``)."""
+"""The default negative-transfer predictor (written by ``benchmarks/diagnose.py``;
+fitted on the built-in digit configurations listed in docs/results/diagnose.md)."""
 
 PREDICTOR = {
-    "features": ["proxy_acc_gap"], "C": 0.5, "mean": [0.0], "scale": [1.0], "coef": [0.5],
-    "intercept": 0.0, "n_train": 0,
+    "features": [
+        "logme",
+        "logme_gain",
+        "leep",
+        "nce",
+        "shrinkage_h_score",
+        "a_distance",
+        "label_overlap",
+        "proxy_acc_gap",
+        "proxy_loss_gap",
+        "log_labeled",
+        "finetune"
+    ],
+    "C": 0.5,
+    "mean": [
+        -0.0635777563050597,
+        0.03120088374230375,
+        -2.014542699813803,
+        -1.6258581152938099,
+        5.685166211486248,
+        1.7508021012270443,
+        1.0,
+        10.31666612625122,
+        0.19668724113702768,
+        5.071882850098982,
+        0.5
+    ],
+    "scale": [
+        0.1570656016429211,
+        0.06600621331289926,
+        0.45954407781530965,
+        0.5513322946777963,
+        1.7087919426302232,
+        0.17634080228518453,
+        1.0,
+        15.671621620544816,
+        0.5356916517267937,
+        1.3982998192039522,
+        0.5
+    ],
+    "coef": [
+        0.3272121968853193,
+        -0.6793391316916069,
+        -0.33775023534742354,
+        -0.19377520337686324,
+        -0.1732898105000636,
+        0.8962351051761804,
+        0.0,
+        0.5421914558714628,
+        0.8810473161919795,
+        0.3212736929226915,
+        0.034908865953149903
+    ],
+    "intercept": 1.3386394310707617,
+    "n_train": 40
 }
