@@ -41,8 +41,8 @@ def diagnose_text(result: Any) -> str:
                  f"{result.probability:.2f})")
     if result.predictor_note:
         lines.append(f"  ({result.predictor_note})")
-    lines += ["", "evidence (each feature's push on the log-odds; > 0 towards negative "
-              "transfer):"]
+    lines += ["", "evidence (each feature's push on the log-odds against an average "
+              "configuration of the fitted predictor; > 0 towards negative transfer):"]
     feats = result.features
     ranked = sorted(result.contributions.items(), key=lambda kv: -abs(kv[1]))
     ev = [[name, f"{feats[name]:.3g}", f"{val:+.2f}", _EXPLAIN.get(name, "")]
