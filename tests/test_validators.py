@@ -139,3 +139,19 @@ def test_callback_scores_a_real_model(tiny_task):
     assert cb1.on_eval(None, M(), data, 1) == cb1.on_eval(None, M(), data, 2)
     with pytest.raises(tg.UnknownNameError, match="Did you mean"):
         ValidatorCallback(["entropie"]).on_eval(None, M(), data, 1)
+
+
+def test_trainer_callbacks_put_validators_in_the_history(tiny_task):
+    """The Trainer's callback contract (issue 9): on_eval at every evaluation point, its values
+    joined to that step's history row."""
+    import inspect
+
+    if "callbacks" not in inspect.signature(tg.Trainer.__init__).parameters:
+        pytest.skip("this Trainer has no callbacks argument yet (it comes with issue 9)")
+    cb = ValidatorCallback(["entropy", "target_val"], max_samples=64)
+    tr = tg.Trainer(iterations=6, batch_size=8, eval_every=3, log_every=3, progress=False,
+                    callbacks=[cb])
+    fit = tr.fit(tg.create_method("dann"), tiny_task.train_data())
+    rows = [r for r in fit.history if "v_entropy" in r]
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert all(r["v_target_val"] == pytest.approx(r["val_acc"]) for r in rows if "val_acc" in r)
