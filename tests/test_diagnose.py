@@ -106,7 +106,7 @@ def test_diagnose_end_to_end_on_a_tiny_task(tiny_task):
     assert res.diagnostics.scores.leep <= 0
     d = res.to_dict()
     assert d["applied"] is None and d["method"] == "dann"
-    from transferguard.report.diagnosis import diagnose_text
+    from transferguard.report import diagnose_text
 
     text = diagnose_text(res)
     assert "recommended defence" in text and "logme" in text
@@ -132,6 +132,10 @@ def test_diagnose_apply_safe_selection(tiny_task, monkeypatch):
     safe, base = res.applied, res.baseline
     assert safe.twin_accuracy == base.twin_accuracy
     assert safe.accuracy[0] in (base.accuracy[0], base.twin_accuracy[0])
+    from transferguard.report import diagnose_text
+
+    text = diagnose_text(res)
+    assert "applied:" in text and "without safe selection" in text
 
 
 def test_cli_diagnose(capsys):

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.task import Split, iterate_batches
+from ..data import Split, iterate_batches
 from ..errors import DataError
 
 __all__ = [

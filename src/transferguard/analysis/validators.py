@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task import Split, TrainData, iterate_batches
+from ..data import Split, TrainData, iterate_batches
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 from ..utils import make_generator
@@ -201,12 +201,8 @@ V = TypeVar("V", bound=type[Validator])
 
 
 def register_validator(name: str, description: str = "") -> Callable[[V], V]:
-    def deco(cls: V) -> V:
-        cls.name = name
-        VALIDATORS.add(name, cls, description)
-        return cls
-
-    return deco
+    """Class decorator: register a :class:`Validator` subclass under ``name``."""
+    return VALIDATORS.register_class(name, description)
 
 
 def list_validators() -> list[str]:
@@ -340,7 +336,12 @@ class ValidatorCallback:
             res[self.prefix + v.name] = v.score(out)
         return res
 
-    def on_eval(self, trainer: Any, method: Any, data: TrainData, step: int) -> dict[str, float]:
+    def on_eval(self, trainer: Any, method: Any, data: TrainData, step: int,
+                ) -> dict[str, float] | None:
+        """Scores at an evaluation point; None in a stage without target data (a source
+        pre-training run inside a fine-tuning method), where there is nothing to validate."""
+        if not (len(data.target_unlabeled) or len(data.target_labeled)):
+            return None
         return self.scores(method.model_, data, getattr(trainer, "device", "cpu"))
 
 

@@ -28,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import Trainer, diagnose
-    from ..report.diagnosis import diagnose_text
+    from ..engine import Trainer
+    from ..experiments import diagnose
+    from ..report import diagnose_text
 
     cfg = config_from_flags(args, "diagnose", args.seeds)
     task = cfg.task.build(seed=args.seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..utils import format_table
+from .tables import interval_text
 
 __all__ = ["diagnose_text"]
 
@@ -54,12 +55,12 @@ def diagnose_text(result: Any) -> str:
         r = result.applied
         lines += ["", f"applied: {result.applied_label} against {r.twin} over seeds {r.seeds}:",
                   f"  accuracy {r.mean_accuracy:.1f}, twin {r.mean_twin_accuracy:.1f}, "
-                  f"NTG {r.interval_text()} -> {r.verdict}"]
+                  f"NTG {interval_text(r)} -> {r.verdict}"]
         if result.recommendation == "don't transfer":
             lines.append(f"  (the method as planned against its twin: training on the target "
                          f"alone avoids an NTG of {r.ntg:+.1f} points)")
         if result.baseline is not None:
             b = result.baseline
-            lines.append(f"  without safe selection ({b.method}): NTG {b.interval_text()}")
+            lines.append(f"  without safe selection ({b.method}): NTG {interval_text(b)}")
         lines += [f"  warning: {w}" for w in r.warnings]
     return "\n".join(lines)
