@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["domains", "trainer_overhead", "demo", "gate_tables", "finetune_tables", "pruning"]
+ORDER = ["domains", "trainer_overhead", "demo", "gate_tables", "finetune_tables", "pruning",
+         "diagnose"]
 
 
 def main() -> int:

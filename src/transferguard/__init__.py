@@ -35,7 +35,7 @@ from .errors import (
     TransferGuardError,
     UnknownNameError,
 )
-from .experiments import RunStore, load_config, run_experiment
+from .experiments import DiagnoseResult, RunStore, diagnose, load_config, run_experiment
 from .methods import (
     Method,
     SourceWeighter,
@@ -51,6 +51,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DiagnoseResult",
     "Domain",
     "HarmfulSourceReport",
     "InputSpec",
@@ -71,6 +72,7 @@ __all__ = [
     "create_method",
     "create_model",
     "describe_domains",
+    "diagnose",
     "harmful_source_report",
     "list_domains",
     "list_methods",

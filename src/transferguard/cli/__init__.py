@@ -4,6 +4,7 @@
     transferguard methods | models            list the methods / models
     transferguard run CONFIG.yaml             one experiment from a validated config
     transferguard ntg --source ... --method   the negative transfer gap from flags
+    transferguard diagnose --source ...       scores, predicted verdict, recommended defence
     transferguard harmful --source ... --eps  the source samples the gate finds harmful
     transferguard cutpoint --source ...       target accuracy against the blocks transferred
     transferguard impact --source ...         which units of a source network hurt the target
@@ -25,8 +26,8 @@ import sys
 from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = ("domains", "listing", "run", "ntg", "harmful", "cutpoint", "impact", "matrix", "show",
-            "demo")
+COMMANDS = ("domains", "listing", "run", "ntg", "diagnose", "harmful", "cutpoint", "impact",
+            "matrix", "show", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
+from .diagnosis import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
 from .impact import ImpactFound, analyse_impact
 from .matrix import run_matrix, stored_matrix_run
 from .pretrain import pretrained_checkpoint
@@ -9,6 +10,8 @@ from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
 
 __all__ = [
+    "DiagnoseResult",
+    "Diagnostics",
     "ExperimentConfig",
     "ExperimentResult",
     "HarmfulFound",
@@ -19,8 +22,10 @@ __all__ = [
     "analyse_impact",
     "config_from_dict",
     "config_key",
+    "diagnose",
     "find_harmful",
     "load_config",
+    "measure_diagnostics",
     "pretrained_checkpoint",
     "run_cutpoint",
     "run_experiment",
