@@ -18,6 +18,14 @@ from .domain import Domain, InputSpec
 from .perturb import CORRUPTIONS, LABEL_NOISE, Perturbation, corrupt_images, perturb_source
 from .spec import TaskSpec
 from .splits import Split, TrainData, stratified_split
+from .streaming import (
+    FileSplit,
+    LoaderOptions,
+    LoaderStream,
+    StreamingTask,
+    eval_batches,
+    open_stream,
+)
 from .task import TransferTask
 
 __all__ = [
@@ -27,17 +35,23 @@ __all__ = [
     "Batch",
     "BatchStream",
     "Domain",
+    "FileSplit",
     "InputSpec",
+    "LoaderOptions",
+    "LoaderStream",
     "Perturbation",
     "Split",
+    "StreamingTask",
     "TaskSpec",
     "TrainData",
     "TransferTask",
     "corrupt_images",
     "describe_domains",
+    "eval_batches",
     "iterate_batches",
     "list_domains",
     "load_domain",
+    "open_stream",
     "perturb_source",
     "register_domain",
     "stratified_split",

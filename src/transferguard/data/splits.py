@@ -76,6 +76,8 @@ class TrainData:
 
 
 def _empty_split(name: str, like: Split) -> Split:
+    if hasattr(like, "empty"):  # a split streamed from disk (streaming.py)
+        return like.empty(name)
     labels = torch.empty(0, dtype=torch.long) if like.labels is not None else None
     return Split(name, like.images[:0], labels, like.indices[:0])
 

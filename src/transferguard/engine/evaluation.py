@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import Split, iterate_batches
+from ..data import Split, eval_batches
 from ..errors import ConfigError
 from .types import EvalResult
 
@@ -32,7 +32,7 @@ def evaluate(model: nn.Module, split: Split, spec: Any, *, device: torch.device,
     total = torch.zeros(k, device=device)
     pred_counts = torch.zeros(k, device=device)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    for batch in iterate_batches(split, spec, batch_size, device):
+    for batch in eval_batches(split, spec, batch_size, device):
         batch = layout(batch)
         with autocast() if autocast is not None else torch.autocast("cpu", enabled=False):
             logits = model(batch.x)

@@ -6,7 +6,8 @@ A reader should understand training in one sitting, so here it is in order:
 2. ``method.setup(data, trainer)`` builds the model and any extra modules;
    ``method.prepare(data, trainer)`` runs earlier stages (e.g. source pre-training) by calling
    :meth:`Trainer.fit` again: methods never write their own loop;
-3. one :class:`BatchStream` per split the method uses, drawing batches by indexing;
+3. one stream per split the method uses (:func:`~transferguard.data.open_stream`: batches
+   by indexing in memory, or a DataLoader for a split streamed from disk);
 4. for ``iterations`` steps: set the scheduled learning rate, draw a batch from each stream,
    ``out = method.training_step(batches, progress)``, stop on a NaN/inf loss, backward
    (or the method's ``gradient_combiner``, e.g. DTNH), optimiser step. A method with
@@ -40,7 +41,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..data import BatchStream, Split, TrainData, TransferTask
+from ..data import Split, TrainData, TransferTask, open_stream
 from ..errors import CheckpointError, ConfigError, TrainingDivergedError
 from ..identity import canonical_json, identity_digest, run_identity
 from ..utils import atomic_save, derive_seed, resolve_device, seed_everything
@@ -138,7 +139,7 @@ class Trainer:
             return FitResult(method.name, 0, trained=False, note=reason,
                              seconds=time.perf_counter() - t0)
         streams = {
-            name: BatchStream(getattr(data, name), cfg.batch_size, data.spec,
+            name: open_stream(getattr(data, name), cfg.batch_size, data.spec,
                               derive_seed(cfg.seed, "stream", name), self.device)
             for name in method.streams() if len(getattr(data, name)) > 0
         }

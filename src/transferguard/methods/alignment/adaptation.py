@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ...data import Batch, Split, TrainData, iterate_batches
+from ...data import Batch, Split, TrainData, eval_batches
 from ...engine.schedules import ramp
 from ...engine.types import StepOutput
 from ...errors import ConfigError
@@ -202,7 +202,7 @@ class AdaptationMethod(Method):
         weighter.eval()
         device = next(model.parameters()).device
         out: dict[str, list[torch.Tensor]] = {}
-        for b in iterate_batches(split, self.spec_, batch_size, device):
+        for b in eval_batches(split, self.spec_, batch_size, device):
             h = self.source_features(b.x)
             logits = model.head(h).float()
             scores = weighter.score_batch(h, logits, b.y, b.index)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...data import Batch, BatchStream, TrainData
+from ...data import Batch, TrainData, open_stream
 from ...utils import derive_seed
 from ..base import register_method
 from ..components import FrozenEncoder
@@ -79,7 +79,7 @@ class DELTA(RegularizedFineTune):
 
     def _channel_scores(self, net: Any, data: TrainData, trainer: Any
                         ) -> dict[str, torch.Tensor]:
-        stream = BatchStream(data.target_labeled, trainer.config.batch_size, data.spec,
+        stream = open_stream(data.target_labeled, trainer.config.batch_size, data.spec,
                              derive_seed(trainer.config.seed, "delta-attention"),
                              next(net.parameters()).device)
         batches = [stream.next() for _ in range(self.attention_batches)]
