@@ -10,6 +10,7 @@
     transferguard impact --source ...         which units of a source network hurt the target
     transferguard matrix DOMAIN...            train on each domain, test on every domain
     transferguard show RUNS_DIR               a table of the recorded runs
+    transferguard report RUNS_DIR -o FILE     a self-contained HTML report of the runs
     transferguard demo                        negative vs positive transfer on built-in digits
 
 A command module defines ``add_parser(sub)``, which adds its sub-parser and sets
@@ -27,7 +28,7 @@ from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
 COMMANDS = ("domains", "listing", "run", "ntg", "diagnose", "harmful", "cutpoint", "impact",
-            "matrix", "show", "demo")
+            "matrix", "show", "report", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

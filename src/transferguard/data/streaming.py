@@ -513,8 +513,8 @@ def eval_batches(split: Split | FileSplit, spec: InputSpec, batch_size: int,
 class StreamingTask(TransferTask):
     """:class:`~transferguard.data.TransferTask` over image folders that stay on disk.
 
-    ``source`` and ``target`` are ``folder:PATH`` names (or ``pathlib.Path`` objects). The protocol, its
-    arguments and its split indices are those of ``TransferTask`` on the same folders;
+    ``source`` and ``target`` are ``folder:PATH`` names (or ``pathlib.Path`` objects). The
+    protocol, its arguments and its split indices are those of ``TransferTask`` on the same folders;
     ``loader`` (:class:`LoaderOptions`) sets the workers, the augmentation and the cache.
     Use ``spec=InputSpec.imagenet(224)`` for torchvision's pretrained backbones.
     """

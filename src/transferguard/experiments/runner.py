@@ -46,7 +46,9 @@ def method_extras(method: Method, task: TransferTask) -> dict[str, Any]:
     well its weights find the corrupted samples (recorded with the run)."""
     pert = task.perturbation
     if method.has_weighter and bool(pert.x_mask.any() or pert.label_flipped.any()):
-        return {"harmful": harmful_source_report(method, task).metrics()}
+        report = harmful_source_report(method, task)
+        # the lowest-weight samples too, so that the HTML report can draw them
+        return {"harmful": {**report.metrics(), "most_harmful": report.most_harmful}}
     return {}
 
 
@@ -73,7 +75,7 @@ class Runner:
         def train() -> dict[str, Any]:
             result = trainer.run(method, task)
             result.extra.update(method_extras(method, task))
-            return result.metrics()
+            return {**result.metrics(), "history": result.history}  # curves for the report
 
         metrics, reused = self.store.run(config, train, experiment=self.experiment,
                                          label=method.label, resume=self.resume)

@@ -1,0 +1,144 @@
+"""The HTML report: built from a real run store, checked as text and in a real headless browser.
+
+The browser tests need Chromium (Debian: ``apt-get install chromium``); they skip, saying so,
+when no Chromium binary is found.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import transferguard as tg
+from transferguard.cli import main
+from transferguard.errors import DataError
+from transferguard.experiments import Runner, RunStore
+from transferguard.report.html import ntg_rows, render_report, write_report
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    """Two experiments: a 2 x 1 (ε, L%) NTG grid of DANN+gate over two seeds, and one run of
+    an experiment whose name is markup; plus an analysis plot file."""
+    root = tmp_path_factory.mktemp("runs")
+    trainer = tg.Trainer(iterations=6, batch_size=8, eval_every=3, log_every=3, progress=False)
+    runner = Runner(RunStore(root / "grid"), trainer, experiment="digits grid")
+    for eps in (0.0, 0.6):
+        for lp in (20,):
+            task = tg.TransferTask("mnist", "uci-digits", eps=eps, labeled_percent=lp,
+                                   source_size=200, spec=tg.InputSpec(3, 16))
+            tg.negative_transfer_gap(task, tg.create_method("dann", gate=True), seeds=[0, 1],
+                                     run=runner)
+    evil = Runner(RunStore(root / "evil"), trainer, experiment=EVIL)
+    evil(tg.create_method("source_only"), task, 0)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    (root / "plots").mkdir()
+    fig.savefig(root / "plots" / "cka.png")
+    plt.close(fig)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(runs_dir, tmp_path_factory) -> Path:
+    return write_report(runs_dir, tmp_path_factory.mktemp("report") / "report.html")
+
+
+def _expected_cells(root: Path) -> list[str]:
+    """Mean accuracies of each method and twin, computed here straight from the stores."""
+    recs = RunStore(root / "grid").records()
+    assert recs and all(r.status == "finished" for r in recs)
+    out = []
+    for r in recs:
+        if r.config["method"]["source_free"] or r.config["trainer"]["seed"] != 0:
+            continue
+        other = [o for o in recs if o.config["task"] == {**r.config["task"], "seed": 1}
+                 and o.label == r.label and o.config["trainer"]["seed"] == 1]
+        accs = [r.metrics["test_accuracy"]] + [o.metrics["test_accuracy"] for o in other]
+        out.append(f"{sum(accs) / len(accs):.1f}")
+    return out
+
+
+def test_ntg_pairs_every_method_run_with_its_twin(runs_dir):
+    rows = ntg_rows(RunStore(runs_dir / "grid").records())
+    assert len(rows) == 2  # 2 eps x 1 L
+    for r in rows:
+        assert r.result.method == "dann+gate" and r.result.twin == "dann_T"  # no gate
+        assert r.result.seeds == [0, 1]
+    by_cell = {(r.eps, r.labeled): r for r in rows}
+    # the twin is source-free: the same runs for both ε at one L%
+    assert (by_cell[("0", 20.0)].result.twin_accuracy
+            == by_cell[("0.6", 20.0)].result.twin_accuracy)
+
+
+def test_page_holds_the_store_numbers_and_escapes_every_string(runs_dir, report):
+    page = report.read_text()
+    assert "<script" not in page.replace(html.escape(EVIL), "")  # no script element at all
+    assert html.escape(EVIL) in page
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    for cell in _expected_cells(runs_dir):
+        assert f">{cell}<" in page
+    assert page.count("data:image/png;base64,") >= 4  # curves, harmful grid, the plot file
+    assert "plots/cka.png" in page
+    assert "most_harmful" not in page and "AUROC wrong labels" in page
+
+
+def test_report_command_and_bad_directory(runs_dir, tmp_path, capsys):
+    assert main(["report", str(runs_dir / "evil"), "-o", str(tmp_path / "r.html")]) == 0
+    assert html.escape(EVIL) in (tmp_path / "r.html").read_text()
+    assert main(["report", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "x.html")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no run store"):
+        write_report(tmp_path / "empty", tmp_path / "y.html")
+
+
+def test_a_store_without_twins_renders_with_a_note():
+    page = render_report([], "empty")
+    assert "No method run is paired" in page and "<table" in page
+
+
+@pytest.mark.skipif(_chromium() is None,
+                    reason="no Chromium binary found (Debian: apt-get install chromium)")
+def test_page_in_a_headless_browser(runs_dir, report, tmp_path):
+    out = report
+    browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0",
+               f"--user-data-dir={tmp_path / 'profile'}"]
+    proc = subprocess.run([*browser, "--virtual-time-budget=3000", "--dump-dom",
+                           out.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], console  # no console message at all: no error, no CSP violation
+    dom = proc.stdout
+    assert "<script" not in dom.replace(html.escape(EVIL), "")  # parsed DOM: no script element
+    assert html.escape(EVIL) in dom  # the name is there, as text
+    text = re.sub(r"<[^>]+>", " ", dom)
+    for cell in _expected_cells(runs_dir):
+        assert f" {cell} " in text
+    assert "negative transfer gap" in text.lower()
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run([*browser, "--window-size=1280,900", "--hide-scrollbars",
+                           f"--screenshot={shot}", out.as_uri()], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and shot.stat().st_size > 10_000
