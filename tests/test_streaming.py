@@ -195,3 +195,19 @@ def test_clear_errors(office, tmp_path):
                     LoaderOptions(num_workers=0))
     with pytest.raises(DataError, match="could not read image"):
         next(eval_batches(bad, SPEC, 4, "cpu"))
+
+
+def test_config_key_stream_builds_a_streaming_task(office):
+    from transferguard.errors import ConfigError
+    from transferguard.experiments import config_from_dict
+
+    base = {"source": f"folder:{office / 'amazon'}", "target": f"folder:{office / 'webcam'}",
+            "input_size": 24, "labeled_percent": 50}
+    cfg = config_from_dict({"task": {**base, "stream": {"num_workers": 0}}})
+    task = cfg.task.build(seed=1)
+    assert isinstance(task, StreamingTask) and task.loader.workers == 0
+    assert not isinstance(config_from_dict({"task": base}).task.build(), StreamingTask)
+    with pytest.raises(ConfigError, match="unknown options"):
+        config_from_dict({"task": {**base, "stream": {"workers": 2}}})
+    with pytest.raises(ConfigError, match="folder:PATH"):
+        config_from_dict({"task": {"source": "mnist", "target": "uci-digits", "stream": {}}})

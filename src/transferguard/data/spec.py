@@ -50,6 +50,8 @@ class TaskSpec:
     source_options: Mapping[str, Any] = field(default_factory=dict)
     target_options: Mapping[str, Any] = field(default_factory=dict)
     unlabeled: str = "rest"
+    #: stream folder: domains from disk with these LoaderOptions (None: load in memory)
+    stream: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen)
@@ -103,6 +105,26 @@ class TaskSpec:
         put("label_map", dict(self.label_map) if self.label_map else None)
         put("source_options", dict(self.source_options or {}))
         put("target_options", dict(self.target_options or {}))
+        if self.stream is not None:
+            put("stream", dict(self.stream))
+            self.loader_options()  # unknown or bad options stop here
+            if not all(isinstance(n, str) and n.startswith("folder:")
+                       for n in (self.source, self.target)):
+                raise DataError("stream: streaming reads image folders from disk; source and "
+                                "target must both be folder:PATH (drop stream to load the "
+                                "domains in memory).")
+
+    def loader_options(self) -> Any:
+        """The :class:`~transferguard.data.LoaderOptions` of ``stream`` (None: in memory)."""
+        if self.stream is None:
+            return None
+        from .streaming import LoaderOptions
+
+        valid = [f.name for f in dataclasses.fields(LoaderOptions)]
+        bad = sorted(set(self.stream) - set(valid))
+        if bad:
+            raise DataError(f"stream: unknown options {bad}; valid: {valid}.")
+        return LoaderOptions(**self.stream)
 
     # ------------------------------------------------------------------ names
     @property
@@ -117,10 +139,13 @@ class TaskSpec:
         return dataclasses.replace(self, seed=int(seed))
 
     def build(self, seed: int | None = None) -> Any:
-        """The :class:`TransferTask` of this spec (with ``seed`` when given)."""
+        """The :class:`TransferTask` of this spec (with ``seed`` when given); a
+        :class:`~transferguard.data.StreamingTask` when ``stream`` is set."""
+        from .streaming import StreamingTask
         from .task import TransferTask
 
-        return TransferTask.from_spec(self if seed is None else self.with_seed(seed))
+        cls = TransferTask if self.stream is None else StreamingTask
+        return cls.from_spec(self if seed is None else self.with_seed(seed))
 
     # ------------------------------------------------------------------ identity
     def config(self) -> dict[str, Any]:
@@ -136,6 +161,8 @@ class TaskSpec:
             "source_options": self.source_options, "target_options": self.target_options,
             # only when not the default, so that records made before the option stay valid
             **({"unlabeled": self.unlabeled} if self.unlabeled != "rest" else {}),
+            # streamed: the augmentation changes the numbers (the workers and cache do not)
+            **({"stream": self.loader_options().identity()} if self.stream is not None else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +173,8 @@ class TaskSpec:
                    normalization="imagenet" if s == InputSpec.imagenet(s.size) else "default")
         out.setdefault("unlabeled", self.unlabeled)
         out["corruptions"] = list(self.corruptions)
+        if self.stream is not None:
+            out["stream"] = dict(self.stream)
         return out
 
     @classmethod

@@ -32,6 +32,7 @@ Streaming, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -77,6 +78,11 @@ class LoaderOptions:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
     def __post_init__(self) -> None:
+        for name in ("scale", "ratio"):  # YAML gives lists
+            value = getattr(self, name)
+            if len(value) != 2:
+                raise DataError(f"{name} must be a (low, high) pair, got {value!r}.")
+            object.__setattr__(self, name, (float(value[0]), float(value[1])))
         if self.num_workers is not None and int(self.num_workers) < 0:
             raise DataError(f"num_workers must be >= 0 (0 decodes in the training process), "
                             f"got {self.num_workers}.")
@@ -525,16 +531,16 @@ class StreamingTask(TransferTask):
             raise DataError("StreamingTask reads folders as they are; source_options / "
                             "target_options do not apply (the size comes from spec).")
         source, target = _folder_name(source, "source"), _folder_name(target, "target")
-        super().__init__(source, target, **kwargs)
-        self.loader = loader or LoaderOptions()
+        stream = dataclasses.asdict(loader or LoaderOptions())
+        super().__init__(source, target, stream=stream, **kwargs)
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "stream": self.loader.identity()}
+    @property
+    def loader(self) -> LoaderOptions:
+        return self.task_spec.loader_options()
 
     def with_seed(self, seed: int) -> StreamingTask:
         task = StreamingTask.__new__(StreamingTask)
         task._init(self.task_spec.with_seed(seed), warn=False)
-        task.loader = self.loader
         return task
 
     def __repr__(self) -> str:
