@@ -211,3 +211,16 @@ def test_config_key_stream_builds_a_streaming_task(office):
         config_from_dict({"task": {**base, "stream": {"workers": 2}}})
     with pytest.raises(ConfigError, match="folder:PATH"):
         config_from_dict({"task": {"source": "mnist", "target": "uci-digits", "stream": {}}})
+
+
+def test_the_report_rebuilds_a_streamed_source_from_its_record(office):
+    import json
+
+    from transferguard.report.html import _source_image, _task_from_config
+
+    task = _task(office, eps=0.5)
+    again = _task_from_config(json.loads(json.dumps(task.config())))  # as the store holds it
+    assert isinstance(again, StreamingTask) and again.config() == task.config()
+    assert torch.equal(again.perturbation.labels, task.perturbation.labels)
+    img = _source_image(again, 3)
+    assert img.shape == (3, 24, 24) and img.dtype == torch.uint8

@@ -229,8 +229,24 @@ def _task_from_config(cfg: dict[str, Any]) -> Any:
         kw["corruptions"] = tuple(cfg["corruptions"])
     if "unlabeled" in cfg:
         kw["unlabeled"] = cfg["unlabeled"]
-    return TransferTask(cfg["source"], cfg["target"], spec=InputSpec(channels, size, mean, std),
-                        **kw)
+    spec = InputSpec(channels, size, mean, std)
+    if "stream" in cfg:  # a folder streamed from disk: rebuild it streamed, not in memory
+        from ..data import LoaderOptions, StreamingTask
+
+        kw.pop("source_options", None)
+        kw.pop("target_options", None)
+        opts = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["stream"].items()}
+        return StreamingTask(cfg["source"], cfg["target"], spec=spec,
+                             loader=LoaderOptions(num_workers=0, **opts), **kw)
+    return TransferTask(cfg["source"], cfg["target"], spec=spec, **kw)
+
+
+def _source_image(task: Any, index: int) -> Any:
+    """One source image as uint8 (C, H, W): indexed in memory, or decoded (evaluation view)."""
+    source = task.train_data().source
+    if hasattr(source, "dataset"):
+        return source.dataset(train=False)[(index, None)][0]
+    return task.perturbation.images[index]
 
 
 def harmful_figure(record: Any, items: Sequence[dict[str, Any]]) -> str:
@@ -240,7 +256,6 @@ def harmful_figure(record: Any, items: Sequence[dict[str, Any]]) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         task = _task_from_config(record.config["task"])
-    images = task.perturbation.images
     classes = task.classes
     plt = _pyplot()
     cols = 8
@@ -249,7 +264,7 @@ def harmful_figure(record: Any, items: Sequence[dict[str, Any]]) -> str:
     for ax in axes.flat:
         ax.axis("off")
     for ax, item in zip(axes.flat, items):
-        img = images[int(item["index"])]
+        img = _source_image(task, int(item["index"]))
         img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
         ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
         wrong = bool(item.get("label_wrong"))
