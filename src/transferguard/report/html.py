@@ -198,10 +198,10 @@ def curves_figure(runs: Sequence[Any], title: str) -> str | None:
     if not runs:
         return None
     plt = _pyplot()
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(9, 3))
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.2))
     for r in runs:
         hist = r.metrics["history"]
-        name = f"{r.label} (seed {r.config.get('trainer', {}).get('seed', '?')})"
+        name = _curve_label(r)
         loss = [(h["step"], h["loss"]) for h in hist if "loss" in h]
         val = [(h["step"], h["val_acc"]) for h in hist if "val_acc" in h]
         if loss:
@@ -288,7 +288,8 @@ _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;
 background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;color:#c5cbd6}main{padding:8px 32px 48px;max-width:1400px}
+header p{margin:4px 0 0;color:#c5cbd6}header a{color:#9cc3ff}
+main{padding:8px 32px 48px;max-width:1400px}
 h2{margin:28px 0 8px;font-size:18px;border-bottom:2px solid #dfe3ea;padding-bottom:4px}
 h3{margin:18px 0 6px;font-size:15px}
 table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px}
@@ -402,16 +403,23 @@ def _heatmap_section(rows: list[NTGRow]) -> str:
     return "".join(out)
 
 
+def _curve_label(r: Any) -> str:
+    t = r.config.get("task", {})
+    if "source" not in t:
+        return f"{r.label} (target only)"
+    eps = (f"ε {t.get('eps_x'):g}" if t.get("eps_x") == t.get("eps_y")
+           else f"ε {t.get('eps_x'):g}/{t.get('eps_y'):g}")
+    return f"{r.label} ({t['source']}, {eps})"
+
+
 def _curves_section(records: list[Any]) -> str:
+    """One figure per target, L% and seed: every source, ε and method on it, and the twin."""
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for r in records:
         if r.status != "finished" or not (r.metrics or {}).get("history"):
             continue
         t = r.config.get("task", {})
-        scen = (f"{t.get('target')} ← {t.get('source', 'target only')}, "
-                f"L {t.get('labeled_percent')}%, seed {t.get('seed')}")
-        if "source" in t:
-            scen += f", ε {t.get('eps_x')}/{t.get('eps_y')}"
+        scen = f"target {t.get('target')}, L {t.get('labeled_percent')}%, seed {t.get('seed')}"
         groups[(r.experiment, scen)].append(r)
     if not groups:
         return ("<p class='note'>No run recorded a training history (runs recorded before "
@@ -422,10 +430,10 @@ def _curves_section(records: list[Any]) -> str:
             out.append(f"<p class='note'>{len(groups) - MAX_CURVES} more scenarios not "
                        "drawn.</p>")
             break
-        uri = curves_figure(runs, "")
+        uri = curves_figure(sorted(runs, key=_curve_label), "")
         if uri:
             out.append(f"<figure><img alt='training curves' src='{uri}'><figcaption>"
-                       f"{esc(exp)}: {esc(scen)}</figcaption></figure>")
+                       f"{esc(exp)}: {esc(scen)}</figcaption></figure> ")
     return "".join(out)
 
 
