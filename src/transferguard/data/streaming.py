@@ -424,10 +424,15 @@ class EndlessBatches(torch.utils.data.Sampler):
         return torch.randperm(self.n, generator=g).tolist()
 
 
-def _loader(split: FileSplit, batch_sampler: Any, device: torch.device,
-            train: bool) -> torch.utils.data.DataLoader:
+def _loader(split: FileSplit, batch_sampler: Any, device: torch.device, train: bool,
+            batches: int | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``split``; a worker decodes whole batches, so a finite loader of
+    ``batches`` batches gets at most that many workers (none for one batch: starting a
+    process would only add its start-up time)."""
     opts = split.options
     workers = opts.workers
+    if batches is not None:
+        workers = 0 if batches <= 1 else min(workers, batches)
     pin = opts.pin_memory if opts.pin_memory is not None else device.type == "cuda"
     extra: dict[str, Any] = {}
     if workers > 0:
@@ -507,7 +512,7 @@ def eval_batches(split: Split | FileSplit, spec: InputSpec, batch_size: int,
     device = torch.device(device)
     order = [(i, None) for i in range(len(split))]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    for item in _loader(split, batches, device, train=False):
+    for item in _loader(split, batches, device, train=False, batches=len(batches)):
         yield _to_batch(item, spec, device, split.labeled)
 
 
