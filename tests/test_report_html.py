@@ -21,6 +21,7 @@ from transferguard.experiments import Runner, RunStore
 from transferguard.report.html import ntg_rows, render_report, write_report
 
 EVIL = "<script>alert(1)</script>"
+ERROR = "RuntimeError: <img src=x onerror=alert(2)>"
 
 
 def _chromium() -> str | None:
@@ -46,6 +47,10 @@ def runs_dir(tmp_path_factory) -> Path:
                                      run=runner)
     evil = Runner(RunStore(root / "evil"), trainer, experiment=EVIL)
     evil(tg.create_method("source_only"), task, 0)
+    store = RunStore(root / "evil")  # a failed run whose error text is markup
+    store.start("k-failed", EVIL, "<b>label</b>", {"task": {"source": "<i>x</i>"}})
+    store.fail("k-failed", ERROR, 1.0)
+    store.start("k-running", EVIL, "killed", {"method": {"name": "dann"}})
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,6 +100,8 @@ def test_page_holds_the_store_numbers_and_escapes_every_string(runs_dir, report)
     page = report.read_text()
     assert "<script" not in page.replace(html.escape(EVIL), "")  # no script element at all
     assert html.escape(EVIL) in page
+    assert html.escape(ERROR) in page and "<img src=x" not in page
+    assert "&lt;b&gt;label&lt;/b&gt;" in page and "&lt;i&gt;x&lt;/i&gt;" in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     for cell in _expected_cells(runs_dir):
         assert f">{cell}<" in page
@@ -133,6 +140,7 @@ def test_page_in_a_headless_browser(runs_dir, report, tmp_path):
     dom = proc.stdout
     assert "<script" not in dom.replace(html.escape(EVIL), "")  # parsed DOM: no script element
     assert html.escape(EVIL) in dom  # the name is there, as text
+    assert 'src="x"' not in dom and "onerror=alert(2)" in dom  # the error text too
     text = re.sub(r"<[^>]+>", " ", dom)
     for cell in _expected_cells(runs_dir):
         assert f" {cell} " in text
