@@ -226,3 +226,13 @@ def test_the_report_rebuilds_a_streamed_source_from_its_record(office):
     assert torch.equal(again.perturbation.labels, task.perturbation.labels)
     img = _source_image(again, 3)
     assert img.shape == (3, 24, 24) and img.dtype == torch.uint8
+
+
+def test_grey_spec_streams_one_channel(office):
+    grey = tg.InputSpec(1, 16)
+    task = StreamingTask(f"folder:{office / 'amazon'}", f"folder:{office / 'webcam'}",
+                         spec=grey, eps_x=1.0, loader=LoaderOptions(num_workers=0))
+    batch = open_stream(task.train_data().source, 4, grey, seed=0).next()
+    assert batch.x.shape == (4, 1, 16, 16)
+    test = next(eval_batches(task.test_split(), grey, 100, "cpu"))
+    assert test.x.shape == (len(task.test_split()), 1, 16, 16)

@@ -349,7 +349,7 @@ class FolderDataset(torch.utils.data.Dataset):
         if flip:
             im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         a = np.asarray(im, dtype=np.uint8)
-        x = torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy())
+        x = torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy())
         corrupt = self.split.corrupt
         if corrupt is not None and bool(corrupt[pos]):
             index = int(self.split.indices[pos])
