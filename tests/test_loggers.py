@@ -12,15 +12,10 @@ from transferguard.engine.loggers import MLflowLogger, TensorBoardLogger, make_l
 
 
 def _fit_with(logger, tiny_task):
-    """Train a tiny method and drive the logger's hooks with what the Trainer recorded."""
-    trainer = tg.Trainer(iterations=6, batch_size=8, eval_every=3, log_every=2, progress=False)
-    method = tg.create_method("target_only")
-    result = trainer.fit(method, tiny_task.train_data())
-    for row in result.history:
-        logger.on_log(trainer, method, int(row["step"]), row)
-    assert logger.on_eval(trainer, method, None, 6) is None
-    logger.on_fit_end(trainer, method, result)
-    return result
+    """Train a tiny method with the logger as a Trainer callback."""
+    trainer = tg.Trainer(iterations=6, batch_size=8, eval_every=3, log_every=2, progress=False,
+                         callbacks=[logger])
+    return trainer.fit(tg.create_method("target_only"), tiny_task.train_data())
 
 
 def test_tensorboard_logger_writes_the_history(tiny_task, tmp_path):
@@ -30,7 +25,7 @@ def test_tensorboard_logger_writes_the_history(tiny_task, tmp_path):
     logger = TensorBoardLogger(tmp_path / "tb")
     result = _fit_with(logger, tiny_task)
     (run,) = logger.run_dirs_
-    assert run.name.startswith("target_only_T-seed0-") or run.name.startswith("target_only")
+    assert run.name.startswith("target_only-seed0-")
     acc = EventAccumulator(str(run))
     acc.Reload()
     loss = [(e.step, e.value) for e in acc.Scalars("loss")]
@@ -38,6 +33,7 @@ def test_tensorboard_logger_writes_the_history(tiny_task, tmp_path):
     assert [s for s, _ in loss] == [s for s, _ in expected] == [2, 4, 6]
     assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(loss, expected))
     assert [e.step for e in acc.Scalars("val_acc")] == [3, 6]
+    assert [e.step for e in acc.Scalars("lr")] == [2, 4, 6]
     assert acc.Scalars("final/val_accuracy")[0].value == pytest.approx(result.val_accuracy)
 
 
@@ -59,5 +55,34 @@ def test_mlflow_logger_writes_a_local_file_store(tiny_task, tmp_path):
     assert (tmp_path / "mlruns").is_dir()
 
 
-def test_make_loggers_is_empty_without_settings():
-    assert make_loggers() == []
+def test_make_loggers_is_empty_without_settings_and_names_unknown_ones():
+    from transferguard.errors import ConfigError
+
+    assert make_loggers() == [] and make_loggers({"tensorboard": None}) == []
+    with pytest.raises(ConfigError, match="unknown logger"):
+        make_loggers({"wandb": "x"})
+
+
+def test_config_key_and_cli_flag_switch_the_loggers_on(tmp_path):
+    pytest.importorskip("tensorboard", reason="the [tensorboard] extra is not installed")
+    from transferguard.cli import main
+    from transferguard.errors import ConfigError
+    from transferguard.experiments import config_from_dict
+
+    with pytest.raises(ConfigError, match="unknown logger"):
+        config_from_dict({"loggers": {"wandb": "x"}})
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        "name: tiny\n"
+        "task: {source: mnist, target: uci-digits, labeled_percent: 20, input_size: 16,"
+        " source_size: 100}\n"
+        "method: target_only\nntg: false\nseeds: [0]\n"
+        "trainer: {iterations: 4, batch_size: 8, log_every: 2, eval_every: 2}\n"
+        "loggers: {tensorboard: tb}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert list((out / "tb").glob("target_only-seed0-*/events.out.tfevents.*"))
+    flag = tmp_path / "flag-tb"
+    assert main(["run", str(config), "--out", str(tmp_path / "out2"), "--quiet",
+                 "--tensorboard", str(flag)]) == 0
+    assert list(flag.glob("target_only-seed0-*/events.out.tfevents.*"))

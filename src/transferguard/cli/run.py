@@ -12,6 +12,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", help="output directory (default: the config's output, or runs/NAME)")
     r.add_argument("--resume", action="store_true", help="skip runs that already finished")
     r.add_argument("--quiet", action="store_true", help="print only the final table")
+    r.add_argument("--tensorboard", metavar="DIR",
+                   help="also log metrics to TensorBoard in DIR (needs transferguard[tensorboard])")
+    r.add_argument("--mlflow", metavar="DIR_OR_URI",
+                   help="also log metrics to MLflow: a folder (file store) or a tracking URI "
+                        "(needs transferguard[mlflow])")
     r.set_defaults(func=run)
 
 
@@ -20,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from ..report.tables import experiment_table
 
     cfg = load_config(args.config)
+    for name in ("tensorboard", "mlflow"):  # flags override the config's loggers
+        if getattr(args, name):
+            cfg.loggers[name] = getattr(args, name)
     out = args.out or cfg.output or str(Path("runs") / cfg.name)
     res = run_experiment(cfg, out, resume=args.resume, echo=None if args.quiet else print)
     print()

@@ -181,14 +181,31 @@ class MLflowLogger:
         self._runs.pop(id(method), None)
 
 
-def make_loggers(tensorboard: str | os.PathLike[str] | None = None,
-                 mlflow: str | os.PathLike[str] | None = None,
+#: the loggers a config's ``loggers:`` mapping (or the CLI flags) can switch on
+LOGGERS = ("tensorboard", "mlflow")
+
+
+def make_loggers(settings: dict[str, Any] | None = None, *,
+                 base: str | os.PathLike[str] | None = None,
                  experiment: str = "transferguard") -> list[Any]:
-    """The loggers a config (``loggers: {tensorboard: DIR, mlflow: DIR_OR_URI}``) or the
-    CLI flags (``--tensorboard DIR``, ``--mlflow DIR``) switch on; empty when neither is set."""
+    """Loggers from ``{tensorboard: DIR, mlflow: DIR_OR_URI}`` (a config's ``loggers:``, or
+    the CLI's ``--tensorboard`` / ``--mlflow``); empty when nothing is set. A relative
+    folder is taken inside ``base`` (the run's output directory) when given."""
+    settings = {k: v for k, v in (settings or {}).items() if v}
+    bad = sorted(set(settings) - set(LOGGERS))
+    if bad:
+        raise ConfigError(f"loggers: unknown logger(s) {bad}; valid: {list(LOGGERS)} "
+                          "(each takes a folder, mlflow also any MLflow tracking URI).")
+
+    def where(value: Any) -> str:
+        text = str(value)
+        if base is None or ":" in text or Path(text).is_absolute():
+            return text
+        return str(Path(base) / text)
+
     out: list[Any] = []
-    if tensorboard:
-        out.append(TensorBoardLogger(tensorboard))
-    if mlflow:
-        out.append(MLflowLogger(mlflow, experiment))
+    if "tensorboard" in settings:
+        out.append(TensorBoardLogger(where(settings["tensorboard"])))
+    if "mlflow" in settings:
+        out.append(MLflowLogger(where(settings["mlflow"]), experiment))
     return out

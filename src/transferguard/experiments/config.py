@@ -8,6 +8,7 @@ A config names a task, one or more methods, the trainer and the seeds::
     trainer: {iterations: 1000, batch_size: 32, lr: 0.01}
     seeds: [0, 1, 2]
     ntg: true                                 # also train each method's twin and report NTG
+    loggers: {tensorboard: tb, mlflow: mlruns}  # optional; folders inside the output dir
 
 Unknown keys stop with the list of valid ones; values of the wrong kind stop with the key's
 path, the value and the expected type; unknown method or model names and method parameters
@@ -43,6 +44,8 @@ class ExperimentConfig:
     ntg: bool = True
     resplit: bool = True
     output: str | None = None
+    #: metrics to trackers: {tensorboard: DIR, mlflow: DIR_OR_URI} (engine/loggers.py)
+    loggers: dict[str, str] = field(default_factory=dict)
 
     def build_methods(self) -> list[Method]:
         return [method_from_spec(m, f"methods[{i}]") for i, m in enumerate(self.methods)]
@@ -137,4 +140,9 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     cfg.build_methods()  # checks method names, models and parameters now, not mid-sweep
+    from ..engine.loggers import LOGGERS
+
+    bad = sorted(set(cfg.loggers) - set(LOGGERS))
+    if bad:
+        raise ConfigError(f"loggers: unknown logger(s) {bad}; valid: {list(LOGGERS)}.")
     return cfg

@@ -19,6 +19,7 @@ from ..analysis.harmful import harmful_source_report
 from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..data import TransferTask
 from ..engine import RunResult, Trainer, TrainerConfig
+from ..engine.loggers import make_loggers
 from ..identity import run_identity
 from ..methods import Method
 from ..report.tables import experiment_table, format_table
@@ -109,7 +110,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, 
     """Run every method (and its twin when ``config.ntg``) for every seed."""
     out = Path(out_dir or config.output or Path("runs") / config.name)
     store = RunStore(out)
-    runner = Runner(store, Trainer(config.trainer), config.name, resume, echo)
+    callbacks = make_loggers(config.loggers, base=out, experiment=config.name)
+    runner = Runner(store, Trainer(config.trainer, callbacks=callbacks), config.name, resume,
+                    echo)
     task = config.task.build(seed=config.seeds[0])
     t0 = time.perf_counter()
     result = ExperimentResult(config.name)
