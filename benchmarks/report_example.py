@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 import transferguard as tg
-from transferguard.experiments import Runner, RunStore
-from transferguard.report.html import write_report
+from transferguard.experiments import Runner, RunStore, write_report
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "images"
 

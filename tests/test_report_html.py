@@ -17,8 +17,8 @@ import pytest
 import transferguard as tg
 from transferguard.cli import main
 from transferguard.errors import DataError
-from transferguard.experiments import Runner, RunStore
-from transferguard.report.html import ntg_rows, render_report, write_report
+from transferguard.experiments import Runner, RunStore, ntg_table_rows, write_report
+from transferguard.report.html import render_report
 
 EVIL = "<script>alert(1)</script>"
 ERROR = "RuntimeError: <img src=x onerror=alert(2)>"
@@ -85,7 +85,7 @@ def _expected_cells(root: Path) -> list[str]:
 
 
 def test_ntg_pairs_every_method_run_with_its_twin(runs_dir):
-    rows = ntg_rows(RunStore(runs_dir / "grid").records())
+    rows = ntg_table_rows(RunStore(runs_dir / "grid").records())
     assert len(rows) == 2  # 2 eps x 1 L
     for r in rows:
         assert r.result.method == "dann+gate" and r.result.twin == "dann_T"  # no gate

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report.html import write_report
+    from ..experiments import write_report
 
     path = write_report(args.runs_dir, args.output, args.title)
     print(f"written: {path}")

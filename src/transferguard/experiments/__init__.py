@@ -1,4 +1,5 @@
-"""Experiments: configs, the run store, the runner and the demo."""
+"""Experiments: configs, the run store, the runner, the HTML report of a runs directory and
+the demo."""
 
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
@@ -6,6 +7,7 @@ from .diagnosis import DiagnoseResult, Diagnostics, diagnose, measure_diagnostic
 from .impact import ImpactFound, analyse_impact
 from .matrix import run_matrix, stored_matrix_run
 from .pretrain import pretrained_checkpoint
+from .reporting import load_records, ntg_table_rows, twin_key, write_report
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
 
@@ -25,11 +27,15 @@ __all__ = [
     "diagnose",
     "find_harmful",
     "load_config",
+    "load_records",
     "measure_diagnostics",
+    "ntg_table_rows",
     "pretrained_checkpoint",
     "run_cutpoint",
     "run_experiment",
     "run_matrix",
     "runs_table",
     "stored_matrix_run",
+    "twin_key",
+    "write_report",
 ]

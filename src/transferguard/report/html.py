@@ -1,4 +1,5 @@
-"""A self-contained HTML report of a runs directory: ``transferguard report RUNS_DIR -o FILE``.
+"""A self-contained HTML page of run-store records (``transferguard report RUNS_DIR -o FILE``;
+reading the stores is :func:`transferguard.experiments.write_report`'s part).
 
 One file that opens anywhere with no network: the CSS is inline, every figure is a base64
 ``data:`` URI, and there is no script at all. A Content-Security-Policy in the page forbids
@@ -6,7 +7,7 @@ scripts and any fetch but ``data:`` images, so even a string that escaped escapi
 run or call out. Every string that comes from the store or the file system (experiment names,
 method labels, domain names, error texts, file names) goes through :func:`html.escape`.
 
-What it shows, read from every run store (``runs.sqlite``) under the directory:
+What it shows, from the records of every run store (``runs.sqlite``) under the directory:
 
 1. a summary (runs finished, failed, still running);
 2. the NTG tables: each finished run of a method is paired with the finished run of its
@@ -30,15 +31,12 @@ import html
 import io
 import json
 import math
-import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from ..errors import DataError
 
 #: the most figures of each kind one page carries (a big sweep would otherwise be 100s of MB)
 MAX_CURVES, MAX_GRIDS, MAX_FILES = 24, 12, 40
@@ -51,37 +49,6 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 def esc(value: Any) -> str:
     """Escape any value for HTML text or a quoted attribute."""
     return html.escape(str(value), quote=True)
-
-
-# --------------------------------------------------------------------------------------------
-# reading the stores
-# --------------------------------------------------------------------------------------------
-
-
-def find_stores(runs_dir: str | os.PathLike[str]) -> list[Path]:
-    """``runs.sqlite`` files: the one given, or every one under a directory."""
-    path = Path(runs_dir)
-    if path.is_file() and path.suffix in (".sqlite", ".db"):
-        return [path]
-    if not path.is_dir():
-        raise DataError(f"{str(path)!r} is not a directory or a run store; give the output "
-                        "directory of `transferguard run` (it holds runs.sqlite).")
-    stores = sorted(path.rglob("runs.sqlite"))
-    if not stores:
-        raise DataError(f"no run store (runs.sqlite) under {str(path)!r}; give the output "
-                        "directory of `transferguard run` or of a sweep.")
-    return stores
-
-
-def load_records(runs_dir: str | os.PathLike[str]) -> list[Any]:
-    """Every run record of every store under ``runs_dir`` (a key seen twice counts once)."""
-    from ..experiments import RunStore
-
-    seen: dict[str, Any] = {}
-    for db in find_stores(runs_dir):
-        for r in RunStore(db).records():
-            seen.setdefault(r.key, r)
-    return list(seen.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,28 +79,12 @@ class NTGRow:
         return float(self.task.get("labeled_percent", math.nan))
 
 
-def twin_key(config: dict[str, Any]) -> str | None:
-    """The store key of the target-only twin of the run with ``config``: the method is rebuilt
-    from its recorded parameters and asked for its twin (a gated method's twin has no gate,
-    a regulariser's may be plain fine-tuning), then keyed exactly as the runner keys runs.
-    ``None`` when the method can not be rebuilt here (unregistered, parameters renamed)."""
-    from ..experiments.runner import SOURCE_FIELDS
-    from ..experiments.store import config_key
-    from ..methods import create_method
+def ntg_rows(records: Iterable[Any], twin_key: Callable[[dict[str, Any]], str | None]
+             ) -> list[NTGRow]:
+    """Pair every finished run with its finished twin and group the gaps over seeds.
 
-    params = dict(config["method"])
-    name = params.pop("name")
-    try:
-        twin = create_method(name, **params).twin()
-    except Exception:  # a record of another version: no twin key, the run shows unpaired
-        return None
-    task = {k: v for k, v in config["task"].items() if k not in SOURCE_FIELDS}
-    method = json.loads(json.dumps({"name": twin.name, **twin.get_params()}, default=str))
-    return config_key({"task": task, "method": method, "trainer": config["trainer"]})
-
-
-def ntg_rows(records: Iterable[Any]) -> list[NTGRow]:
-    """Pair every finished run with its finished twin and group the gaps over seeds."""
+    ``twin_key(config)`` gives the store key of the twin of the run with ``config`` (the
+    run store's business: :func:`transferguard.experiments.twin_key`)."""
     from ..analysis import NTGResult
 
     finished = {r.key: r for r in records if r.status == "finished" and r.metrics}
@@ -519,12 +470,14 @@ def _runs_section(records: list[Any]) -> str:
     return _table(headers, body, "runs")
 
 
-def render_report(records: list[Any], title: str, root: Path | None = None) -> str:
-    """The page for ``records`` (and the image files under ``root``), as one HTML string."""
+def render_report(records: list[Any], title: str, root: Path | None = None,
+                  twin_key: Callable[[dict[str, Any]], str | None] = lambda c: None) -> str:
+    """The page for ``records`` (run-store records) and the image files under ``root``, as one
+    HTML string; ``twin_key`` pairs runs with their twins (see :func:`ntg_rows`)."""
     status = defaultdict(int)
     for r in records:
         status[r.status] += 1
-    rows = ntg_rows(records)
+    rows = ntg_rows(records, twin_key)
     cards = "".join(f"<div class='card'><b>{n}</b>{esc(label)}</div>" for label, n in (
         ("runs", len(records)), ("finished", status["finished"]), ("failed", status["failed"]),
         ("running or killed", status["running"]), ("NTG rows", len(rows)),
@@ -557,21 +510,4 @@ def render_report(records: list[Any], title: str, root: Path | None = None) -> s
     )
 
 
-def write_report(runs_dir: str | os.PathLike[str], out: str | os.PathLike[str],
-                 title: str | None = None) -> Path:
-    """Read every run store under ``runs_dir`` and write the report to ``out`` atomically."""
-    from ..utils import atomic_write
-
-    records = load_records(runs_dir)
-    root = Path(runs_dir)
-    page = render_report(records, title or f"transferguard report: {root.resolve().name}",
-                         root if root.is_dir() else root.parent)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out, "w") as fh:
-        fh.write(page)
-    return out
-
-
-__all__ = ["NTGRow", "esc", "find_stores", "load_records", "ntg_rows", "render_report",
-           "twin_key", "write_report"]
+__all__ = ["NTGRow", "esc", "ntg_rows", "render_report"]
