@@ -7,13 +7,22 @@
 - ``finetuning/``: from a pre-trained source network (fine-tuning, L2-SP, DELTA, KD, BSS,
   linear probe, cut point, binary auxiliary pre-training);
 - ``gradient/``: gradient rules the Trainer applies (DTNH);
-- ``pruning/``: prune the source units that hurt the target, then fine-tune (prune_transfer).
+- ``pruning/``: prune the source units that hurt the target, then fine-tune (prune_transfer);
+- ``shallow/``: closed-form estimators on fixed features (TCA, KMM) and linear-model
+  parameter transfer through a shared dictionary.
 
 A new method goes in its family's folder, registers itself with :func:`register_method`,
 and is imported below so that the registry sees it.
 """
 
-from . import alignment, baselines, finetuning, pruning, reweighting  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    alignment,
+    baselines,
+    finetuning,
+    pruning,
+    reweighting,
+    shallow,
+)
 from .base import METHODS, Method, create_method, list_methods, register_method
 from .finetuning.finetune import pretrain_source
 from .gradient.dtnh import DTNH
