@@ -3,7 +3,9 @@ parameter transfer through a shared dictionary."""
 
 from . import kmm, tca  # noqa: F401  (registration)
 from .base import FixedFeatures, ShallowMethod
+from .dictionary import SharedDictionaryTransfer
 from .kmm import KMM, solve_kmm
 from .tca import TCA
 
-__all__ = ["KMM", "TCA", "FixedFeatures", "ShallowMethod", "solve_kmm"]
+__all__ = ["KMM", "TCA", "FixedFeatures", "SharedDictionaryTransfer", "ShallowMethod",
+           "solve_kmm"]
