@@ -28,7 +28,7 @@ from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
 COMMANDS = ("domains", "listing", "run", "ntg", "diagnose", "harmful", "cutpoint", "impact",
-            "matrix", "show", "report", "demo")
+            "matrix", "active", "show", "report", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

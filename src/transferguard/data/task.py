@@ -199,6 +199,20 @@ class TransferTask:
         """The held-out target test split: for the final evaluation only."""
         return self._built["target_test"]
 
+    def pool_labels(self, indices: torch.Tensor) -> torch.Tensor:
+        """The held-back labels of *unlabeled-pool* samples (target-domain indices): the oracle
+        of active learning. Any other index (test, validation, already labeled) is refused:
+        the test split's labels never reach training."""
+        b = self._built
+        idx = torch.as_tensor(indices, dtype=torch.long).flatten()
+        pool = b["target_unlabeled"].indices
+        bad = idx[~torch.isin(idx, pool)]
+        if len(bad):
+            raise DataError(f"pool_labels gives labels of the unlabeled target pool only; "
+                            f"indices {bad[:5].tolist()} are not in it (test, validation or "
+                            "already labeled samples).")
+        return b["target_domain"].labels[idx].clone()
+
     def summary(self) -> dict[str, Any]:
         b = self._built
         return {

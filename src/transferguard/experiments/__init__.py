@@ -1,6 +1,7 @@
 """Experiments: configs, the run store, the runner, the HTML report of a runs directory and
 the demo."""
 
+from .active import ActiveResult, ActiveRound, run_active
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
 from .diagnosis import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
@@ -12,6 +13,8 @@ from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
 
 __all__ = [
+    "ActiveResult",
+    "ActiveRound",
     "DiagnoseResult",
     "Diagnostics",
     "ExperimentConfig",
@@ -31,6 +34,7 @@ __all__ = [
     "measure_diagnostics",
     "ntg_table_rows",
     "pretrained_checkpoint",
+    "run_active",
     "run_cutpoint",
     "run_experiment",
     "run_matrix",

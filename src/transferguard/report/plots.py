@@ -245,3 +245,26 @@ def unit_grid(pictures, path: str | os.PathLike[str], title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=8)
     save_figure(fig, path)
+
+
+def active_curves(result, path: str | os.PathLike[str], title: str = "") -> None:
+    """Test accuracy of the transfer model against the labels queried, one line per query
+    strategy, with the 95% interval over seeds as a band."""
+    import math
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for s in result.strategies():
+        c = result.curve(s)
+        x = [p["queried"] for p in c]
+        mean = [p["mean"] for p in c]
+        ax.plot(x, mean, "o-", ms=3, label=s)
+        if all(not math.isnan(p["low"]) for p in c):
+            ax.fill_between(x, [p["low"] for p in c], [p["high"] for p in c], alpha=0.15)
+    ax.set_xlabel("target labels queried")
+    ax.set_ylabel("target test accuracy (%)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)

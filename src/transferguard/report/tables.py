@@ -10,8 +10,8 @@ from typing import Any
 
 from ..utils import format_table
 
-__all__ = ["collapse_flag", "cutpoint_table", "experiment_table", "format_table",
-           "harmful_summary", "interval_text", "ntg_cell", "ntg_table"]
+__all__ = ["active_table", "collapse_flag", "cutpoint_table", "experiment_table",
+           "format_table", "harmful_summary", "interval_text", "ntg_cell", "ntg_table"]
 
 
 def collapse_flag(r: Any) -> str:
@@ -92,3 +92,22 @@ def cutpoint_table(result: Any, markdown: bool = False) -> str:
     return (text + f"\n\nbest, chosen on validation: {say(result.best)}; cutting point "
             f"(frozen, on validation): k={result.cut_point}.\nOracle (chosen on test, for "
             f"reference): {say(result.best_oracle)}; cutting point k={result.cut_point_oracle}.")
+def active_table(result: Any, markdown: bool = False) -> str:
+    """Active-learning curves: one row per round, one column per strategy, each cell the mean
+    test accuracy over seeds with its 95% interval."""
+    strategies = result.strategies()
+    curves = {s: result.curve(s) for s in strategies}
+    n_rounds = max(len(c) for c in curves.values())
+    rows = []
+    for i in range(n_rounds):
+        first = next(c[i] for c in curves.values() if len(c) > i)
+        row: list[Any] = [first["round"], first["queried"]]
+        for s in strategies:
+            if len(curves[s]) <= i:
+                row.append("")
+                continue
+            p = curves[s][i]
+            ci = "" if math.isnan(p["low"]) else f" [{p['low']:.1f}, {p['high']:.1f}]"
+            row.append(f"{p['mean']:.1f}{ci}")
+        rows.append(row)
+    return format_table(rows, ["round", "queried"] + strategies, markdown)

@@ -7,5 +7,11 @@ from .dictionary import SharedDictionaryTransfer
 from .kmm import KMM, solve_kmm
 from .tca import TCA
 
-__all__ = ["KMM", "TCA", "FixedFeatures", "SharedDictionaryTransfer", "ShallowMethod",
-           "solve_kmm"]
+__all__ = [
+           "KMM",
+           "TCA",
+           "FixedFeatures",
+           "ShallowMethod",
+           "SharedDictionaryTransfer",
+           "solve_kmm",
+]
