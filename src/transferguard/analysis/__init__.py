@@ -1,5 +1,7 @@
 """Analysis: measuring transfer (NTG) and, later, explaining what was transferred."""
 
+from .active import STRATEGIES as ACTIVE_STRATEGIES
+from .active import QueryInputs, disagreement, select_batch
 from .cutpoint import CutPointResult, cut_point_sweep
 from .harmful import HarmfulSourceReport, auroc, harmful_source_report
 from .impact import ImpactResult, layer_names, neuron_impact, resolve_layer
@@ -35,6 +37,7 @@ from .validators import (
 )
 
 __all__ = [
+    "ACTIVE_STRATEGIES",
     "INCONCLUSIVE",
     "NEGATIVE",
     "POSITIVE",
@@ -44,6 +47,7 @@ __all__ = [
     "ImpactResult",
     "NTGResult",
     "NTPredictor",
+    "QueryInputs",
     "TransferabilityScores",
     "UnitPictures",
     "Validator",
@@ -55,6 +59,7 @@ __all__ = [
     "create_validator",
     "cross_domain_matrix",
     "cut_point_sweep",
+    "disagreement",
     "extract_outputs",
     "grouped_predictions",
     "h_score",
@@ -67,6 +72,7 @@ __all__ = [
     "negative_transfer_gap",
     "neuron_impact",
     "resolve_layer",
+    "select_batch",
     "select_checkpoints",
     "selection_summary",
     "shrinkage_h_score",

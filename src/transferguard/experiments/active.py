@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
-from ..analysis import confidence_interval
-from ..analysis.active import STRATEGIES, QueryInputs, select_batch
+from ..analysis import ACTIVE_STRATEGIES as STRATEGIES
+from ..analysis import QueryInputs, confidence_interval, select_batch
 from ..data import Split, TrainData, TransferTask, iterate_batches
 from ..engine import RunResult, Trainer
 from ..errors import ConfigError, DataError
