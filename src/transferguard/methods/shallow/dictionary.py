@@ -168,8 +168,12 @@ class SharedDictionaryTransfer:
             0.05 * float(np.mean([np.linalg.norm(w) for w in ws])) / math.sqrt(k)
         vs = [np.zeros((k, c)) for _ in ws]
         vt = np.zeros((k, c))
+        from scipy.linalg import cho_factor, cho_solve
+
         xtx, xty = x.T @ x, x.T @ targets
         wt = np.linalg.solve((2 * beta * self.ridge) * np.eye(dim) + beta * xtx, beta * xty)
+        # the W_T-step's matrix is the same every iteration: factorise it once
+        chol = cho_factor((self.alpha + 2 * beta * self.ridge) * np.eye(dim) + beta * xtx)
         history = [self.objective(x, targets, ws, d, vs, vt, wt, beta, eta)]
         converged = False
         it = 0
@@ -179,8 +183,7 @@ class SharedDictionaryTransfer:
             if self.alpha > 0:
                 vt = _ista(d, wt, vt, float(self.alpha), eta, self.inner_iter)
             d = _dictionary_step(d, ws + [wt], vs + [vt], [1.0] * len(ws) + [self.alpha])
-            wt = np.linalg.solve((self.alpha + 2 * beta * self.ridge) * np.eye(dim)
-                                 + beta * xtx, self.alpha * d @ vt + beta * xty)
+            wt = cho_solve(chol, self.alpha * d @ vt + beta * xty)
             history.append(self.objective(x, targets, ws, d, vs, vt, wt, beta, eta))
             if history[-2] - history[-1] <= self.tol * max(abs(history[-2]), 1e-12):
                 converged = True
