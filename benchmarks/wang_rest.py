@@ -9,7 +9,7 @@ Table 2 (TCA, KMM) and active learning for transfer (methods reference sections 
   labeled target alone), next to the deep rows of ``docs/results/gate_tables.json``
   (produced by ``python benchmarks/gate_tables.py``; read, not re-run).
 - **Active learning**: mnist -> uci-digits at ε = 0.7, L = 10% to start with, DANN as the
-  transfer model (300 iterations per round), target_only as the base model; 5 rounds of
+  transfer model (200 iterations per round), target_only as the base model; 5 rounds of
   b = 20 queries; strategies ``transfer`` (disagreement + MMD to the source, λ = 1),
   ``random`` and ``entropy``; test accuracy of the transfer model per round, mean and 95%
   interval over the seeds.
@@ -38,6 +38,7 @@ from _common import RESULTS, provenance, write_result
 
 SPEC = tg.InputSpec(3, 24)
 ITERATIONS = 600
+ACTIVE_ITERATIONS = 200
 PAIRS = (("syndigits", "mnist"), ("mnist", "uci-digits"))
 SHALLOW = ("tca", "kmm")
 DEEP = ("dann", "dan", "dcoral", "adda", "cdan", "pada")
@@ -88,7 +89,7 @@ def table2(runner: Runner, seeds: list[int]) -> tuple[list[str], dict]:
 
 def active(out: str, seeds: list[int]) -> tuple[list[str], dict]:
     task = tg.TransferTask("mnist", "uci-digits", eps=0.7, labeled_percent=10, spec=SPEC)
-    trainer = tg.Trainer(iterations=300, batch_size=32, progress=False)
+    trainer = tg.Trainer(iterations=ACTIVE_ITERATIONS, batch_size=32, progress=False)
     res = run_active(task, "dann", ("transfer", "random", "entropy"), rounds=5, budget=20,
                      seeds=seeds, trainer=trainer, out=out, experiment="wang-rest-active",
                      echo=lambda s: print(s, flush=True))
