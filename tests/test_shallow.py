@@ -163,3 +163,15 @@ def test_tca_method_on_frozen_backbone_features(tiny_task, fast_trainer, tmp_pat
     trainable = [p for p in m.model_.parameters() if p.requires_grad]
     assert len(trainable) == 2  # only the linear classifier trains
     assert torch.equal(m.model_.backbone.net.fc[1].weight, pre.model_.backbone.fc[1].weight)
+
+
+def test_dann_with_kmm_weights_is_one_line(tiny_task, fast_trainer):
+    m = tg.create_method("dann", gate="kmm", gate_options={"max_source": 150, "B": 5.0})
+    assert m.label == "dann+kmm" and m.twin().label == "dann_T"
+    fast_trainer.fit(m, tiny_task.train_data())
+    w = m.per_sample_weights()
+    assert w.shape == (len(tiny_task.train_data().source),)
+    assert torch.isclose(w.mean(), torch.tensor(1.0), atol=1e-4) and (w >= 0).all()
+    assert float(w.std()) > 0  # not uniform: KMM moved them
+    # the same weights as the KMM estimator on the same standardised pixels
+    assert m.weighter_.estimator.n_chunks_ == 3
