@@ -121,3 +121,27 @@ def test_every_method_refits_to_the_same_result(name, tiny_task, fast_trainer):
     for k in first:
         assert torch.equal(first[k], again[k]), f"{name}: refit changed {k}"
         assert torch.equal(first[k], other[k]), f"{name}: a clone fit to another {k}"
+
+
+def test_gta_trains_in_three_stages_without_nan(tiny_task, fast_trainer):
+    for gate in (False, True):
+        m = tg.create_method("gta", gate=gate)
+        assert m.stages == ("d", "g", "main")
+        fit = fast_trainer.fit(m, tiny_task.train_data())
+        assert fit.trained
+        rows = [r for r in fit.history if "loss" in r]
+        assert rows and all(math.isfinite(v) for r in rows for v in r.values())
+        for mod in m.modules().values():
+            assert all(torch.isfinite(p).all() for p in mod.parameters())
+        stages = {g["stage"] for g in m.param_groups()}
+        assert stages == {"d", "g", "main"}
+    # every stage moves its own modules only
+    m = tg.create_method("gta")
+    m.setup(tiny_task.train_data(), fast_trainer)
+    batches = {name: tg.data.BatchStream(getattr(tiny_task.train_data(), name), 8,
+                                         tiny_task.spec, 0).next()
+               for name in m.streams()}
+    out = m.stage_step("g", batches, 0.5)
+    out.loss.backward()
+    assert all(p.grad is None for p in m.model_.parameters())
+    assert any(p.grad is not None for p in m.extra_modules_["generator"].parameters())
