@@ -1,7 +1,12 @@
-"""Analysis: measuring transfer (NTG) and, later, explaining what was transferred."""
+"""Analysis: measuring transfer (NTG) and explaining what was transferred (the cut point;
+feature similarity, parameter distance, loss basins, module criticality, checkpoints and block
+shuffling of Neyshabur et al., methods reference section 4)."""
 
 from .active import STRATEGIES as ACTIVE_STRATEGIES
 from .active import QueryInputs, disagreement, select_batch
+from .basins import BarrierSummary, InterpolationResult, interpolate, summarize_barriers
+from .checkpoints import CheckpointResult, checkpoint_sweep, pretrain_with_snapshots
+from .criticality import CriticalityResult, module_criticality, rewind, rewind_drops
 from .cutpoint import CutPointResult, cut_point_sweep
 from .harmful import HarmfulSourceReport, auroc, harmful_source_report
 from .impact import ImpactResult, layer_names, neuron_impact, resolve_layer
@@ -15,6 +20,25 @@ from .ntg import (
     negative_transfer_gap,
 )
 from .ntpredict import NTPredictor, a_distance, grouped_predictions
+from .representation import (
+    CKAResult,
+    DistanceResult,
+    block_outputs,
+    cka,
+    feature_similarity,
+    linear_cka,
+    parameter_distance,
+    rbf_cka,
+)
+from .shuffle import (
+    ShuffleResult,
+    block_permutations,
+    block_shuffle,
+    shuffled_domain,
+    shuffled_task,
+    valid_grids,
+)
+from .state import check_same_architecture, module_prefixes, recording_init
 from .transferability import (
     TransferabilityScores,
     extract_outputs,
@@ -41,19 +65,32 @@ __all__ = [
     "INCONCLUSIVE",
     "NEGATIVE",
     "POSITIVE",
+    "BarrierSummary",
+    "CKAResult",
+    "CheckpointResult",
+    "CriticalityResult",
     "CrossDomainMatrix",
     "CutPointResult",
+    "DistanceResult",
     "HarmfulSourceReport",
     "ImpactResult",
+    "InterpolationResult",
     "NTGResult",
     "NTPredictor",
     "QueryInputs",
+    "ShuffleResult",
     "TransferabilityScores",
     "UnitPictures",
     "Validator",
     "ValidatorCallback",
     "a_distance",
     "auroc",
+    "block_outputs",
+    "block_permutations",
+    "block_shuffle",
+    "check_same_architecture",
+    "checkpoint_sweep",
+    "cka",
     "collect_outputs",
     "confidence_interval",
     "create_validator",
@@ -61,22 +98,37 @@ __all__ = [
     "cut_point_sweep",
     "disagreement",
     "extract_outputs",
+    "feature_similarity",
     "grouped_predictions",
     "h_score",
     "harmful_source_report",
+    "interpolate",
     "layer_names",
     "leep",
+    "linear_cka",
     "list_validators",
     "logme",
+    "module_criticality",
+    "module_prefixes",
     "nce",
     "negative_transfer_gap",
     "neuron_impact",
+    "parameter_distance",
+    "pretrain_with_snapshots",
+    "rbf_cka",
+    "recording_init",
     "resolve_layer",
+    "rewind",
+    "rewind_drops",
     "select_batch",
     "select_checkpoints",
     "selection_summary",
     "shrinkage_h_score",
+    "shuffled_domain",
+    "shuffled_task",
+    "summarize_barriers",
     "top_activating",
     "transferability_scores",
     "unit_activations",
+    "valid_grids",
 ]

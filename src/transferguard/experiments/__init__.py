@@ -5,6 +5,7 @@ from .active import ActiveResult, ActiveRound, run_active
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
 from .diagnosis import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
+from .explain import ANALYSES, ExplainResult, explain
 from .impact import ImpactFound, analyse_impact
 from .matrix import run_matrix, stored_matrix_run
 from .pretrain import pretrained_checkpoint
@@ -13,12 +14,14 @@ from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
 
 __all__ = [
+    "ANALYSES",
     "ActiveResult",
     "ActiveRound",
     "DiagnoseResult",
     "Diagnostics",
     "ExperimentConfig",
     "ExperimentResult",
+    "ExplainResult",
     "HarmfulFound",
     "ImpactFound",
     "RunRecord",
@@ -28,6 +31,7 @@ __all__ = [
     "config_from_dict",
     "config_key",
     "diagnose",
+    "explain",
     "find_harmful",
     "load_config",
     "load_records",
