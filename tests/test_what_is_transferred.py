@@ -192,8 +192,13 @@ def test_rewinding_restores_exactly_one_module(tiny_task, granularity, module):
     assert any(not torch.equal(final.state_dict()[k], out.state_dict()[k]) for k in keys)
 
 
+def _head(split, n: int = 200):
+    pick = torch.linspace(0, len(split) - 1, n).long()
+    return type(split)(split.name, split.images[pick], split.labels[pick], split.indices[pick])
+
+
 def test_criticality_grid_and_measure(tiny_task):
-    spec, test = tiny_task.spec, tiny_task.test_split()
+    spec, test = tiny_task.spec, _head(tiny_task.test_split())
     tr = tg.Trainer(progress=False)
     final, start = _lenet(0, spec), _lenet(1, spec)
     base = 100 - tr.evaluate(final, test, spec).accuracy
@@ -309,12 +314,14 @@ def test_analyses_walk_the_blocks_of_any_registered_model(tiny_task, name, kw):
 
 
 # --------------------------------------------------------------------------- explain
-def test_explain_end_to_end_writes_plots_and_summary(tiny_task, tmp_path):
+def test_explain_end_to_end_writes_plots_and_summary(tmp_path):
     from transferguard.experiments import explain
     from transferguard.report.explain import write_explain_report
 
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=20, source_size=200,
+                           test_fraction=0.15, spec=tg.InputSpec(3, 16), seed=0)
     tr = tg.Trainer(iterations=6, batch_size=8, eval_every=3, log_every=3, progress=False)
-    r = explain(tiny_task, tmp_path, seeds=[0, 1], trainer=tr, pretrain_iterations=6,
+    r = explain(task, tmp_path, seeds=[0, 1], trainer=tr, pretrain_iterations=6,
                 checkpoint_fractions=(0.0, 1.0), grids=[1, 16], points=3,
                 criticality_samples=1, criticality_alphas=(0.0, 1.0),
                 criticality_sigmas=(0.1,), cka_samples=100, echo=None)
@@ -330,6 +337,22 @@ def test_explain_end_to_end_writes_plots_and_summary(tiny_task, tmp_path):
     for name in ("interpolation", "cka", "distance", "criticality", "checkpoints", "shuffle"):
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 1000
     with pytest.raises(ConfigError, match="two seeds"):
-        explain(tiny_task, tmp_path, seeds=[0], trainer=tr, echo=None)
+        explain(task, tmp_path, seeds=[0], trainer=tr, echo=None)
     with pytest.raises(ConfigError, match="unknown analyses"):
-        explain(tiny_task, tmp_path, analyses=["cka", "vibes"], trainer=tr, echo=None)
+        explain(task, tmp_path, analyses=["cka", "vibes"], trainer=tr, echo=None)
+
+
+def test_cli_explain_writes_the_summary_and_refuses_bad_grids(tmp_path, capsys):
+    from transferguard.cli import main
+
+    flags = ["explain", "--source", "mnist", "--target", "uci-digits", "--labeled", "20",
+             "--input-size", "16", "--iterations", "3", "--batch-size", "8", "--seeds", "0",
+             "1", "--pretrain-iterations", "4", "--out", str(tmp_path)]
+    assert main([*flags, "--grids", "1", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "grids [3] do not divide the input size 16" in err and "[1, 2, 4, 8, 16]" in err
+    assert main([*flags, "--analyses", "distance", "cka"]) == 0
+    out = capsys.readouterr().out
+    assert "closer in parameter space" in out
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Parameter distance" in summary and (tmp_path / "cka.png").exists()

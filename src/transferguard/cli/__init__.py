@@ -9,6 +9,7 @@
     transferguard cutpoint --source ...       target accuracy against the blocks transferred
     transferguard impact --source ...         which units of a source network hurt the target
     transferguard matrix DOMAIN...            train on each domain, test on every domain
+    transferguard explain --source ...        what is transferred: basins, CKA, criticality ...
     transferguard show RUNS_DIR               a table of the recorded runs
     transferguard report RUNS_DIR -o FILE     a self-contained HTML report of the runs
     transferguard demo                        negative vs positive transfer on built-in digits
@@ -27,8 +28,8 @@ import sys
 from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = ("domains", "listing", "run", "ntg", "diagnose", "harmful", "cutpoint", "impact",
-            "matrix", "active", "show", "report", "demo")
+COMMANDS = ("domains", "listing", "run", "ntg", "diagnose", "harmful", "cutpoint", "explain",
+            "impact", "matrix", "active", "show", "report", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

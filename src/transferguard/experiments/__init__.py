@@ -5,7 +5,7 @@ from .active import ActiveResult, ActiveRound, run_active
 from .commands import HarmfulFound, find_harmful, run_cutpoint
 from .config import ExperimentConfig, config_from_dict, load_config
 from .diagnosis import DiagnoseResult, Diagnostics, diagnose, measure_diagnostics
-from .explain import ANALYSES, ExplainResult, explain
+from .explain import ANALYSES, ExplainResult, explain, explain_config
 from .impact import ImpactFound, analyse_impact
 from .matrix import run_matrix, stored_matrix_run
 from .pretrain import pretrained_checkpoint
@@ -32,6 +32,7 @@ __all__ = [
     "config_key",
     "diagnose",
     "explain",
+    "explain_config",
     "find_harmful",
     "load_config",
     "load_records",

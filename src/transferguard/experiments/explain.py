@@ -52,7 +52,7 @@ from ..analysis.shuffle import ShuffleResult, shuffled_task, valid_grids
 from ..analysis.state import recording_init
 from ..data import Split, TransferTask
 from ..engine import Trainer
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..methods.finetuning.finetune import FineTune
 from ..utils import atomic_save
 from .runner import Runner
@@ -229,9 +229,13 @@ def explain(task: TransferTask, out_dir: str | Path, *, model: str = "lenet",
     spec = task.spec
     iters = int(pretrain_iterations or trainer.config.iterations)
     steps = sorted({round(f * iters) for f in checkpoint_fractions} | {iters})
+    ok = valid_grids(spec.size)
     if grids is None:
-        ok = valid_grids(spec.size)
         grids = sorted({1, ok[1] if len(ok) > 1 else 1, ok[len(ok) // 2], ok[-1]})
+    bad_k = [k for k in grids if k not in ok]
+    if bad_k and "shuffle" in analyses:  # before any training, not after an hour of it
+        raise DataError(f"block-shuffling grids {bad_k} do not divide the input size "
+                        f"{spec.size}; choose k among {ok}.")
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     say(f"pre-training the source network ({iters} iterations, snapshots at {steps})")
@@ -397,3 +401,14 @@ def _load(like: Any, path: str, num_classes: int) -> Any:
     if state["head.weight"].shape[0] != num_classes:
         raise ConfigError("the source network's head does not match the target classes.")
     return _with_state(like, state)
+
+
+def explain_config(cfg: Any, out_dir: str | Path, *, split_seed: int = 0,
+                   **options: Any) -> ExplainResult:
+    """:func:`explain` on the task, model and trainer of an :class:`ExperimentConfig`
+    (its seeds are the fine-tuning seeds; ``split_seed`` draws the task's splits)."""
+    task = cfg.task.build(seed=split_seed)
+    method = cfg.methods[0] if cfg.methods else {}
+    return explain(task, out_dir, model=method.get("model", "lenet"),
+                   model_options=method.get("model_options"), seeds=list(cfg.seeds),
+                   trainer=Trainer(cfg.trainer), **options)
