@@ -138,13 +138,18 @@ class ExplainResult:
                                                                           "head")}})
         ck = self.checkpoints
         if ck is not None:
-            early = ck.earliest_as_good
+            final = ck.mean(ck.final_step)
+            early = [st for st in ck.steps if 0 < st < ck.final_step
+                     and ck.mean(st) >= final - tol]
             out.append({"finding": "early checkpoints transfer as well as the last",
-                        "holds": early < ck.final_step,
-                        "numbers": {"earliest step within tolerance": early,
+                        "holds": bool(early),
+                        "numbers": {"earliest step within tolerance": ck.earliest_as_good,
                                     "final step": ck.final_step,
-                                    "final accuracy": ck.mean(ck.final_step),
-                                    "accuracy at earliest": ck.mean(early),
+                                    "final accuracy": final,
+                                    "accuracy at earliest": ck.mean(ck.earliest_as_good),
+                                    "random start (step 0)": ck.mean(0) if 0 in ck.accuracy
+                                    else None,
+                                    "scratch": statistics.fmean(ck.scratch),
                                     "basin entry step": ck.basin_entry}})
         sh = self.shuffle
         if sh is not None and len(sh.grids) >= 2:
