@@ -132,10 +132,13 @@ class ExplainResult:
         if drop:
             body = [drop[b] for b in self.blocks]
             lower, higher = body[: len(body) // 2] or body[:1], body[len(body) // 2:]
+            scratch = self.mean_rewind_drop("RI-T")
             out.append({"finding": "lower modules are less critical than higher ones (P-T)",
                         "holds": max(lower) < min(higher),
-                        "numbers": {f"rewind drop {b}": drop[b] for b in (*self.blocks,
-                                                                          "head")}})
+                        "numbers": {**{f"rewind drop {b}": drop[b] for b in (*self.blocks,
+                                                                             "head")},
+                                    **{f"RI-T rewind drop {b}": scratch[b]
+                                       for b in self.blocks if b in scratch}}})
         ck = self.checkpoints
         if ck is not None:
             final = ck.mean(ck.final_step)
@@ -150,7 +153,8 @@ class ExplainResult:
                                     "random start (step 0)": ck.mean(0) if 0 in ck.accuracy
                                     else None,
                                     "scratch": statistics.fmean(ck.scratch),
-                                    "basin entry step": ck.basin_entry}})
+                                    "final-basin entry step (P-T/P-T barrier)":
+                                        ck.basin_entry}})
         sh = self.shuffle
         if sh is not None and len(sh.grids) >= 2:
             k0, kmax = min(sh.grids), max(sh.grids)

@@ -238,13 +238,19 @@ def explain_markdown(result: Any, images: dict[str, str] | None = None,
         for kind, curves in result.interpolation.items():
             m, lo, hi = confidence_interval([c.barrier for c in curves])
             lm, _ = _ms([c.loss_barrier for c in curves])
-            ends = _ms([c.accuracy[0] for c in curves] + [c.accuracy[-1] for c in curves])[0]
+            a0 = _ms([c.accuracy[0] for c in curves])[0]
+            a1 = _ms([c.accuracy[-1] for c in curves])[0]
             mid = _ms([c.accuracy[len(c.lambdas) // 2] for c in curves])[0]
             ci = "" if math.isnan(lo) else f"[{lo:.2f}, {hi:.2f}]"
-            rows.append([kind, len(curves), m, ci, lm, ends, mid])
+            rows.append([kind, len(curves), m, ci, lm, a0, mid, a1])
         lines += [f"{h}# Loss basins (linear interpolation, {len(curves[0].lambdas)} points)",
-                  "", format_table(rows, ["pair", "pairs", "error barrier (points)", "95% CI",
-                                          "loss barrier", "endpoint acc", "acc at λ=0.5"],
+                  "", "Error barrier: Frankle et al.'s, the largest excess of the error over the "
+                  "straight line between the endpoints' errors (points; 95% interval over the "
+                  "pairs, which share models and are not independent). P/P-T runs from the "
+                  "fine-tuning start (pre-trained F, fresh head) to the fine-tuned model.", "",
+                  format_table(rows, ["pair", "pairs", "error barrier (points)", "95% CI",
+                                          "loss barrier", "acc λ=0", "acc λ=0.5",
+                                          "acc λ=1"],
                                    True), ""]
         img("interpolation")
     if result.cka:
@@ -295,9 +301,15 @@ def explain_markdown(result: Any, images: dict[str, str] | None = None,
                                       "source acc", "barrier to final (source)",
                                       "barrier P-T/P-T (target)"], True), "",
                   f"From scratch: {sm:.1f} ± {ss:.1f}. The earliest checkpoint within "
-                  f"{ck.tolerance:g} point of the final one: step {ck.earliest_as_good}; "
-                  f"pre-training enters its final basin (barrier ≤ {ck.tolerance:g} point to "
-                  f"the final network from then on) at step {ck.basin_entry}.", ""]
+                  f"{ck.tolerance:g} point of the final one: step {ck.earliest_as_good}. "
+                  "Final-basin entry, read from the barrier between two fine-tunings started "
+                  f"from the same checkpoint (≤ {ck.tolerance:g} point from then on): "
+                  + (f"step {ck.basin_entry}." if ck.basin_entry is not None else
+                     "never (not even from the final checkpoint).")
+                  + " The barrier of each checkpoint's own path to the final source network "
+                  "(on the source data) is reported too; a path from a worse checkpoint to "
+                  "the final one is typically monotone, so it stays near 0 and does not "
+                  "locate the entry.", ""]
         img("checkpoints")
     sh = result.shuffle
     if sh is not None:
