@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, write_result
 
 SPEC = tg.InputSpec(3, 24)
-ITERATIONS = 400
+ITERATIONS = 200
+DETECTION_SOURCE = 2000
 PAIR = ("mnist", "uci-digits")
 SCORERS = ("gate", "prototype", "confident", "smallloss")
 
@@ -52,52 +53,59 @@ def save(part: str, payload: dict) -> None:
     print(f"written: prevention_{part}.json", flush=True)
 
 
+DETECTION_CELLS = (("pairflip", 0.7), ("uniform", 0.7), ("pairflip", 0.3), ("uniform", 0.3))
+
+
 def detection() -> dict:
-    rows = []
-    for noise in ("uniform", "pairflip"):
-        for eps_y in (0.3, 0.7):
-            task = tg.TransferTask(*PAIR, eps_x=0.0, eps_y=eps_y, labeled_percent=30,
-                                   label_noise=noise, spec=SPEC, seed=0)
-            wrong = task.perturbation.label_flipped
-            for name in SCORERS:
-                t0 = time.time()
-                m = tg.create_method("dann", gate=name)
-                res = tg.Trainer(iterations=ITERATIONS, seed=0).run(m, task)
-                s = m.source_scores(task.train_data().source)
-                clean = s.get("quality", s["weight"])
-                row = {"noise": noise, "eps_y": eps_y, "scorer": name,
-                       "test_accuracy": res.test_accuracy, "seconds": time.time() - t0,
-                       **detection_scores(-clean, wrong).to_dict()}
-                rows.append(row)
-                print(row, flush=True)
-                if name == "gate":
-                    rows.append({"noise": noise, "eps_y": eps_y, "scorer": "final loss",
-                                 "test_accuracy": res.test_accuracy, "seconds": 0.0,
-                                 **detection_scores(s["loss"], wrong).to_dict()})
+    rows: list[dict] = []
+    for noise, eps_y in DETECTION_CELLS:
+        task = tg.TransferTask(*PAIR, eps_x=0.0, eps_y=eps_y, labeled_percent=30,
+                               label_noise=noise, spec=SPEC, seed=0,
+                               source_size=DETECTION_SOURCE)
+        wrong = task.perturbation.label_flipped
+        for name in SCORERS:
+            t0 = time.time()
+            m = tg.create_method("dann", gate=name)
+            res = tg.Trainer(iterations=ITERATIONS, seed=0).run(m, task)
+            s = m.source_scores(task.train_data().source)
+            clean = s.get("quality", s["weight"])
+            row = {"noise": noise, "eps_y": eps_y, "scorer": name,
+                   "test_accuracy": res.test_accuracy, "seconds": time.time() - t0,
+                   **detection_scores(-clean, wrong).to_dict()}
+            rows.append(row)
+            print(row, flush=True)
+            if name == "gate":
+                rows.append({"noise": noise, "eps_y": eps_y, "scorer": "final loss",
+                             "test_accuracy": res.test_accuracy, "seconds": 0.0,
+                             **detection_scores(s["loss"], wrong).to_dict()})
+        save("detection", {"rows": rows, "iterations": ITERATIONS})  # partial results kept
     return {"rows": rows, "iterations": ITERATIONS}
 
 
-def grid(seeds: list[int]) -> dict:
-    rows = []
-    for labeled in (10, 30):
-        for seed in seeds:
-            task = tg.TransferTask(*PAIR, eps=0.7, labeled_percent=labeled,
-                                   label_noise="pairflip", spec=SPEC, seed=seed)
-            trainer = tg.Trainer(iterations=ITERATIONS, seed=seed)
-            acc = {}
-            acc["DANN"] = trainer.run(tg.create_method("dann"), task).test_accuracy
-            acc["DANN+gate (paper)"] = trainer.run(
-                tg.create_method("dann", gate="gate"), task).test_accuracy
-            sr = tg.safe(tg.create_method("dann", gate="prototype"), task, trainer)
-            acc["DANN+prototype"] = sr.method_test_accuracy
-            acc["safe(DANN+prototype)"] = sr.test_accuracy
-            acc["DANN_T"] = sr.twin_test_accuracy
-            row = {"labeled": labeled, "seed": seed, "accuracy": acc,
-                   "safe": {"chose": sr.chose, **sr.choice.__dict__,
-                            "method_val": sr.method_val_accuracy,
-                            "twin_val": sr.twin_val_accuracy}}
-            rows.append(row)
-            print(row, flush=True)
+def grid(cells: list[tuple[int, int]]) -> dict:
+    rows: list[dict] = []
+    seeds = sorted({s for _, s in cells})
+    for labeled, seed in cells:
+        task = tg.TransferTask(*PAIR, eps=0.7, labeled_percent=labeled,
+                               label_noise="pairflip", spec=SPEC, seed=seed)
+        trainer = tg.Trainer(iterations=ITERATIONS, seed=seed)
+        acc = {}
+        dann = trainer.run(tg.create_method("dann"), task)
+        acc["DANN"] = dann.test_accuracy
+        acc["DANN+gate (paper)"] = trainer.run(
+            tg.create_method("dann", gate="gate"), task).test_accuracy
+        sr = tg.safe(tg.create_method("dann", gate="prototype"), task, trainer)
+        sr_seconds = {"dann": dann.seconds, "safe": sr.seconds}
+        acc["DANN+prototype"] = sr.method_test_accuracy
+        acc["safe(DANN+prototype)"] = sr.test_accuracy
+        acc["DANN_T"] = sr.twin_test_accuracy
+        row = {"labeled": labeled, "seed": seed, "accuracy": acc,
+               "safe": {"chose": sr.chose, **sr.choice.__dict__,
+                        "method_val": sr.method_val_accuracy,
+                        "twin_val": sr.twin_val_accuracy}, "seconds": sr_seconds}
+        rows.append(row)
+        print(row, flush=True)
+        save("grid", {"rows": rows, "iterations": ITERATIONS, "seeds": seeds})
     return {"rows": rows, "iterations": ITERATIONS, "seeds": seeds}
 
 
@@ -193,12 +201,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("detection", "grid", "overhead", "report"),
                     required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--cells", nargs="+", default=["10:0", "30:0", "10:1", "30:1"],
+                    help="grid cells L:SEED, run in this order (results saved after each)")
     args = ap.parse_args()
     if args.part == "detection":
         save("detection", detection())
     elif args.part == "grid":
-        save("grid", grid(args.seeds))
+        save("grid", grid([(int(c.split(":")[0]), int(c.split(":")[1]))
+                           for c in args.cells]))
     elif args.part == "overhead":
         save("overhead", overhead())
     else:
