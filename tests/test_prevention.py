@@ -139,3 +139,23 @@ def test_safe_mode_picks_the_twin_on_a_random_label_source():
     assert r.choice.choice == TWIN and r.chose == "dann_T"
     assert r.test_accuracy == r.twin_test_accuracy
     assert r.twin_val_accuracy > r.method_val_accuracy  # the source really hurt here
+
+
+def test_harmful_report_works_for_a_weighter_without_the_gate_factors():
+    task = tg.TransferTask("mnist", "uci-digits", eps_y=0.5, spec=tg.InputSpec(1, 16),
+                           source_size=60, label_noise="pairflip")
+    wrong = task.perturbation.label_flipped
+    fake = SimpleNamespace(has_weighter=True, label="dann+prototype", source_scores=lambda s: {
+        "weight": (~wrong).float(), "loss": wrong.float()})
+    rep = tg.harmful_source_report(fake, task)
+    assert rep.label_auroc == 1.0 and rep.conditional_label_auroc is None
+
+
+def test_safe_summary_names_the_kept_run():
+    from transferguard.analysis.safe import SafeChoice, SafeResult
+    from transferguard.report import safe_summary
+
+    c = SafeChoice(TWIN, 1, 9, 40, 0.99, 0.05, "not shown to help")
+    r = SafeResult("dann+prototype", "dann_T", 0, c, 80.0, 60.0, 80.0, 55.0, 77.5, 1.0)
+    text = safe_summary(r)
+    assert "kept dann_T" in text and "40 samples" in text

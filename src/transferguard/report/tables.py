@@ -92,3 +92,13 @@ def cutpoint_table(result: Any, markdown: bool = False) -> str:
     return (text + f"\n\nbest, chosen on validation: {say(result.best)}; cutting point "
             f"(frozen, on validation): k={result.cut_point}.\nOracle (chosen on test, for "
             f"reference): {say(result.best_oracle)}; cutting point k={result.cut_point_oracle}.")
+
+
+def safe_summary(result: Any) -> str:
+    """One paragraph: which run safe mode kept, and the evidence on the validation split."""
+    c = result.choice
+    return (f"safe mode kept {result.chose} (test accuracy {result.test_accuracy:.1f}; "
+            f"{result.method} {result.method_test_accuracy:.1f}, {result.twin} "
+            f"{result.twin_test_accuracy:.1f}). Validation ({c.n_val} samples): "
+            f"{result.method} {result.method_val_accuracy:.1f}, {result.twin} "
+            f"{result.twin_val_accuracy:.1f}; {c.reason}.")
