@@ -132,12 +132,15 @@ def report() -> str:
     load = lambda p: json.loads((RESULTS / f"prevention_{p}.json").read_text())  # noqa: E731
     out = ["# Prevention: harmful-source detection, the pair-flip grid, safe mode",
            "", "Produced by `benchmarks/prevention.py` (its docstring gives every setting); "
-           "commands beside each table. LeNet, `InputSpec(3, 24)`, 400 iterations, CPU.", ""]
+           "commands beside each table. LeNet, `InputSpec(3, 24)`, "
+           f"{ITERATIONS} iterations per run, CPU (2 shared cores), one process per part.", ""]
     if (RESULTS / "prevention_detection.json").exists():
         det = load("detection")
         out += ["## Detection of wrong labels", "",
                 "`OMP_NUM_THREADS=1 python benchmarks/prevention.py --part detection` "
-                "(mnist -> uci-digits, ε_x = 0, L = 30%, seed 0; one seed: no interval)", "",
+                f"(mnist -> uci-digits, {DETECTION_SOURCE} source samples, ε_x = 0, L = 30%, "
+                "seed 0; "
+                "one seed: no interval)", "",
                 "AUROC / average precision / precision at the true noise rate, against the "
                 "wrong-label mask (chance: 0.5 / rate / rate).", "",
                 "| scorer | uniform 0.3 | uniform 0.7 | pairflip 0.3 | pairflip 0.7 |",
@@ -160,8 +163,8 @@ def report() -> str:
     if (RESULTS / "prevention_grid.json").exists():
         g = load("grid")
         out += ["## Pair-flip grid: accuracy (NTG)", "",
-                f"`OMP_NUM_THREADS=1 python benchmarks/prevention.py --part grid --seeds "
-                f"{' '.join(map(str, g['seeds']))}` (mnist -> uci-digits, pair-flip, "
+                "`OMP_NUM_THREADS=1 python benchmarks/prevention.py --part grid` "
+                "(cells L:seed 10:0 30:0 10:1 30:1; mnist -> uci-digits, pair-flip, "
                 f"ε = ε_x = ε_y = 0.7; mean over seeds {g['seeds']}; NTG = acc(DANN_T) − acc, "
                 "points, > 0 = negative transfer)", ""]
         methods = ["DANN", "DANN+gate (paper)", "DANN+prototype", "safe(DANN+prototype)",
