@@ -15,6 +15,7 @@ from .analysis import (
     confidence_interval,
     harmful_source_report,
     negative_transfer_gap,
+    safe,
 )
 from .data import (
     Domain,
@@ -86,4 +87,5 @@ __all__ = [
     "register_model",
     "register_weighter",
     "run_experiment",
+    "safe",
 ]

@@ -8,6 +8,7 @@ from .basins import BarrierSummary, InterpolationResult, interpolate, summarize_
 from .checkpoints import CheckpointResult, checkpoint_sweep, pretrain_with_snapshots
 from .criticality import CriticalityResult, module_criticality, rewind, rewind_drops
 from .cutpoint import CutPointResult, cut_point_sweep
+from .detection import DetectionScores, detection_scores
 from .harmful import HarmfulSourceReport, auroc, harmful_source_report
 from .impact import ImpactResult, layer_names, neuron_impact, resolve_layer
 from .matrix import CrossDomainMatrix, cross_domain_matrix
@@ -30,6 +31,7 @@ from .representation import (
     parameter_distance,
     rbf_cka,
 )
+from .safe import SafeChoice, SafeResult, safe
 from .shuffle import (
     ShuffleResult,
     block_permutations,
@@ -71,6 +73,7 @@ __all__ = [
     "CriticalityResult",
     "CrossDomainMatrix",
     "CutPointResult",
+    "DetectionScores",
     "DistanceResult",
     "HarmfulSourceReport",
     "ImpactResult",
@@ -78,6 +81,8 @@ __all__ = [
     "NTGResult",
     "NTPredictor",
     "QueryInputs",
+    "SafeChoice",
+    "SafeResult",
     "ShuffleResult",
     "TransferabilityScores",
     "UnitPictures",
@@ -96,6 +101,7 @@ __all__ = [
     "create_validator",
     "cross_domain_matrix",
     "cut_point_sweep",
+    "detection_scores",
     "disagreement",
     "extract_outputs",
     "feature_similarity",
@@ -120,6 +126,7 @@ __all__ = [
     "resolve_layer",
     "rewind",
     "rewind_drops",
+    "safe",
     "select_batch",
     "select_checkpoints",
     "selection_summary",

@@ -97,11 +97,12 @@ def harmful_source_report(method: Any, task: TransferTask, top: int = 20) -> Har
     harmful = [{"index": int(i), "weight": float(w[i]), "label": int(pert.labels[i]),
                 "clean_label": int(pert.clean_labels[i]), "label_wrong": bool(flipped[i]),
                 "image_corrupted": bool(xmask[i])} for i in order]
-    conditional = scores["log_marginal"] - scores["log_joint"]  # high = wrong label
+    factors = "log_marginal" in scores and "log_joint" in scores  # the gate's two queries
+    conditional = scores["log_marginal"] - scores["log_joint"] if factors else None
     return HarmfulSourceReport(
         w, auroc(score, flipped), auroc(score, xmask), auroc(score, flipped | xmask), precision,
         float(flipped.float().mean()), float(xmask.float().mean()), harmful,
-        conditional_label_auroc=auroc(conditional, flipped),
-        marginal_image_auroc=auroc(-scores["log_marginal"], xmask),
+        conditional_label_auroc=auroc(conditional, flipped) if factors else None,
+        marginal_image_auroc=auroc(-scores["log_marginal"], xmask) if factors else None,
         small_loss_label_auroc=auroc(scores["loss"], flipped),
     )

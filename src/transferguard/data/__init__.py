@@ -15,7 +15,14 @@ from . import builtin as _builtin  # noqa: F401  (registers the built-in domains
 from .batching import Batch, BatchStream, iterate_batches
 from .catalog import DOMAINS, describe_domains, list_domains, load_domain, register_domain
 from .domain import Domain, InputSpec
-from .perturb import CORRUPTIONS, LABEL_NOISE, Perturbation, corrupt_images, perturb_source
+from .perturb import (
+    CORRUPTIONS,
+    LABEL_NOISE,
+    Perturbation,
+    corrupt_images,
+    noise_class_map,
+    perturb_source,
+)
 from .spec import TaskSpec
 from .splits import Split, TrainData, stratified_split
 from .streaming import (
@@ -51,6 +58,7 @@ __all__ = [
     "iterate_batches",
     "list_domains",
     "load_domain",
+    "noise_class_map",
     "open_stream",
     "perturb_source",
     "register_domain",

@@ -6,6 +6,15 @@ Independently for every *source* sample:
   to change what a classifier sees (the marginal shift P(X));
 - with probability ε_y the label is replaced by a random label (the conditional shift P(Y|X)).
 
+How the new label is drawn (``label_noise``): ``"uniform"`` (the paper's random label, any of
+the K classes), ``"flip"`` (uniform over the K − 1 other classes), and two *asymmetric*
+kinds, where every wrong label of a class goes to the same other class: ``"pairflip"`` (the
+next class in a fixed, seeded cyclic order of the classes: Co-teaching's "pair flipping") and
+``"permute"`` (a seeded derangement σ of the classes, y -> σ(y), which may have several
+cycles). Uniform noise keeps the true class the plurality up to ε_y = (K − 1)/K; with the
+asymmetric kinds the wrong class is the *majority* of its images as soon as ε_y > 0.5, which
+is what makes source-only label-error detection fail and transfer hurt.
+
 The target is never perturbed. The Bernoulli draws are kept as masks (``x_mask``, ``y_mask``)
 so that harmful-sample detectors can be scored against the truth later.
 
@@ -29,7 +38,7 @@ import torch.nn.functional as F
 from ..errors import DataError
 
 CORRUPTIONS = ("rotate", "flip", "salt_pepper")
-LABEL_NOISE = ("uniform", "flip")
+LABEL_NOISE = ("uniform", "flip", "pairflip", "permute")
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,9 @@ def perturb_source(
 
     ``label_noise="uniform"`` draws the new label uniformly from all K classes (the paper's
     "random label"); ``"flip"`` draws it from the K-1 *other* classes, so every resampled label
-    is wrong.
+    is wrong. ``"pairflip"`` and ``"permute"`` map every masked label through one class map
+    drawn from ``generator`` (:func:`noise_class_map`); the map has no fixed point, so every
+    masked label is wrong too.
 
     The settings are validated where they are made (:class:`~.spec.TaskSpec`); this function
     applies them.
@@ -95,11 +106,37 @@ def perturb_source(
     if k and num_classes > 1:
         if label_noise == "uniform":
             drawn = torch.randint(0, num_classes, (k,), generator=generator)
+        elif label_noise in ("pairflip", "permute"):
+            drawn = noise_class_map(num_classes, label_noise, generator)[labels[y_mask]]
         else:
             offset = torch.randint(1, num_classes, (k,), generator=generator)
             drawn = (labels[y_mask] + offset) % num_classes
         new_labels[y_mask] = drawn
     return Perturbation(new_images, new_labels, labels.clone(), x_mask, y_mask)
+
+
+def noise_class_map(num_classes: int, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """The class map of asymmetric label noise: ``m[c]`` is the wrong label of class c.
+
+    ``"pairflip"``: the classes in a seeded random order o_0, ..., o_{K-1}; o_i -> o_{i+1}
+    (cyclically), one K-cycle. ``"permute"``: a uniformly drawn derangement (a permutation
+    with no fixed point, drawn by rejection: about e ≈ 2.7 draws on average).
+    """
+    if num_classes < 2:
+        return torch.zeros(num_classes, dtype=torch.long)
+    if kind == "pairflip":
+        order = torch.randperm(num_classes, generator=generator)
+        m = torch.empty(num_classes, dtype=torch.long)
+        m[order] = order.roll(-1)
+        return m
+    if kind == "permute":
+        ar = torch.arange(num_classes)
+        while True:
+            m = torch.randperm(num_classes, generator=generator)
+            if not bool((m == ar).any()):
+                return m
+    raise DataError(f"no class map for label_noise={kind!r}; asymmetric kinds are "
+                    "'pairflip' and 'permute'.")
 
 
 def corrupt_images(

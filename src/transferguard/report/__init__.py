@@ -9,7 +9,8 @@ from .tables import (
     interval_text,
     ntg_cell,
     ntg_table,
+    safe_summary,
 )
 
 __all__ = ["cutpoint_table", "diagnose_text", "experiment_table", "format_table", "harmful_summary",
-           "interval_text", "ntg_cell", "ntg_table"]
+           "interval_text", "ntg_cell", "ntg_table", "safe_summary"]

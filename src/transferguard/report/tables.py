@@ -111,3 +111,13 @@ def active_table(result: Any, markdown: bool = False) -> str:
             row.append(f"{p['mean']:.1f}{ci}")
         rows.append(row)
     return format_table(rows, ["round", "queried"] + strategies, markdown)
+
+
+def safe_summary(result: Any) -> str:
+    """One paragraph: which run safe mode kept, and the evidence on the validation split."""
+    c = result.choice
+    return (f"safe mode kept {result.chose} (test accuracy {result.test_accuracy:.1f}; "
+            f"{result.method} {result.method_test_accuracy:.1f}, {result.twin} "
+            f"{result.twin_test_accuracy:.1f}). Validation ({c.n_val} samples): "
+            f"{result.method} {result.method_val_accuracy:.1f}, {result.twin} "
+            f"{result.twin_val_accuracy:.1f}; {c.reason}.")
