@@ -17,10 +17,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_config, run_experiment
-    from ..report.tables import experiment_table
+    from ..report.tables import experiment_table, task_line
 
     cfg = load_config(args.config)
     out = args.out or cfg.output or str(Path("runs") / cfg.name)
+    if not args.quiet:
+        print(task_line(cfg.task.build(seed=cfg.seeds[0])))
     res = run_experiment(cfg, out, resume=args.resume, echo=None if args.quiet else print)
     print()
     print(experiment_table(res))
