@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["domains", "trainer_overhead", "demo", "gate_tables", "finetune_tables"]
+ORDER = ["domains", "trainer_overhead", "demo", "gate_tables", "finetune_tables", "l2sp_alpha"]
 
 
 def main() -> int:
