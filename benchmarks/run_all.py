@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["domains", "trainer_overhead", "demo", "gate_tables", "finetune_tables", "pruning",
-         "diagnose", "what_is_transferred"]
+         "diagnose", "what_is_transferred", "l2sp_alpha"]
 
 
 def main() -> int:

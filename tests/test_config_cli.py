@@ -69,7 +69,7 @@ def test_yaml_config_end_to_end_and_resume(tmp_path, capsys):
     assert (out / "results.md").exists() and (out / "results.json").exists()
     assert main(["run", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "0 runs trained, 4 resumed" in printed and "dann_T" in printed
+    assert "0 runs trained, 4 resumed" in printed and "dann(trade_off=0.5)_T" in printed
     assert main(["show", str(out)]) == 0
     assert "finished" in capsys.readouterr().out
 

@@ -111,7 +111,8 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str],
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.1f}"
+        text = f"{v:.1f}"
+        return "0.0" if text == "-0.0" else text  # no signed zero in tables
     return "" if v is None else str(v)
 
 

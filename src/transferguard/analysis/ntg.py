@@ -9,8 +9,11 @@ paired and their spread includes the data's variability as well as the training'
 
 The verdict uses a two-sided Student-t 95% confidence interval of the mean gap over seeds:
 "negative transfer" when the whole interval lies above 0, "positive transfer" when it lies
-below 0, "inconclusive" otherwise (always with one seed). A run that collapsed (predicts
-one class, or sits at chance) is flagged rather than reported as an ordinary gap.
+below 0, "inconclusive" otherwise (always with one seed). A verdict whose interval ends
+close to 0 (within a quarter of its half-width, :data:`THIN_MARGIN`) is flagged as resting
+on a thin margin: one more seed can flip it, so the warning asks for more seeds. A run that
+collapsed (predicts one class, or sits at chance) is flagged rather than reported as an
+ordinary gap.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from ..engine import RunResult, Trainer
 from ..utils import check_seeds
 
 NEGATIVE, POSITIVE, INCONCLUSIVE = "negative transfer", "positive transfer", "inconclusive"
+#: an interval end within this share of the half-width from 0 makes the verdict "thin"
+THIN_MARGIN = 0.25
 
 
 def t_quantile(level: float, dof: int) -> float:
@@ -108,6 +113,16 @@ class NTGResult:
         return INCONCLUSIVE
 
     @property
+    def thin_margin(self) -> bool:
+        """Whether the interval end nearest 0 lies within :data:`THIN_MARGIN` of the
+        half-width from 0 (on either side): the verdict could flip with another seed."""
+        _, low, high = self.interval
+        if math.isnan(low) or high == low:
+            return False
+        nearest = min(abs(low), abs(high))
+        return nearest < THIN_MARGIN * (high - low) / 2
+
+    @property
     def warnings(self) -> list[str]:
         out = []
         if any(self.collapsed):
@@ -118,6 +133,13 @@ class NTGResult:
                        f"{len(self.seeds)} seeds")
         if len(self.seeds) < 2:
             out.append("one seed: no confidence interval; use at least 3 seeds")
+        elif self.thin_margin:
+            _, low, high = self.interval
+            end = low if abs(low) < abs(high) else high
+            out.append(f"the verdict '{self.verdict}' rests on a thin margin: the interval "
+                       f"ends {abs(end) + 0.0:.2f} points from 0, so one more seed can flip "
+                       f"it; run more seeds (e.g. {max(5, 2 * len(self.seeds))}) to settle "
+                       f"it")
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ``transferguard`` command: one module per sub-command, each only parses and calls the API.
 
-    transferguard domains                     list the domains with their sizes
+    transferguard domains [NAME ...]          list the domains, or describe folder:PATH ...
     transferguard methods | models            list the methods / models
     transferguard run CONFIG.yaml             one experiment from a validated config
     transferguard ntg --source ... --method   the negative transfer gap from flags
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import TransferGuardError
 
@@ -39,13 +40,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except TransferGuardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are recorded; rerun with --resume", file=sys.stderr)
         return 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: object = None, line: str | None = None) -> None:
+    """Warnings as ``warning: ...`` lines on stderr (not file:line: UserWarning: ...)."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

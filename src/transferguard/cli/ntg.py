@@ -18,10 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import run_experiment
-    from ..report.tables import experiment_table, ntg_cell
+    from ..report.tables import experiment_table, ntg_cell, task_line
 
     cfg = config_from_flags(args, "ntg", args.seeds)
     out = args.out or "runs/ntg"
+    print(task_line(cfg.task.build(seed=cfg.seeds[0])))
     res = run_experiment(cfg, out, resume=args.resume, echo=print)
     print()
     print(experiment_table(res))

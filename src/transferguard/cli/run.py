@@ -22,13 +22,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_config, run_experiment
-    from ..report.tables import experiment_table
+    from ..report.tables import experiment_table, task_line
 
     cfg = load_config(args.config)
     for name in ("tensorboard", "mlflow"):  # flags override the config's loggers
         if getattr(args, name):
             cfg.loggers[name] = getattr(args, name)
     out = args.out or cfg.output or str(Path("runs") / cfg.name)
+    if not args.quiet:
+        print(task_line(cfg.task.build(seed=cfg.seeds[0])))
     res = run_experiment(cfg, out, resume=args.resume, echo=None if args.quiet else print)
     print()
     print(experiment_table(res))

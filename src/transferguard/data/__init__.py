@@ -13,7 +13,14 @@ Nothing in this package imports models, methods or the engine.
 
 from . import builtin as _builtin  # noqa: F401  (registers the built-in domains)
 from .batching import Batch, BatchStream, iterate_batches
-from .catalog import DOMAINS, describe_domains, list_domains, load_domain, register_domain
+from .catalog import (
+    DOMAINS,
+    describe_domain,
+    describe_domains,
+    list_domains,
+    load_domain,
+    register_domain,
+)
 from .domain import Domain, InputSpec
 from .perturb import (
     CORRUPTIONS,
@@ -53,6 +60,7 @@ __all__ = [
     "TrainData",
     "TransferTask",
     "corrupt_images",
+    "describe_domain",
     "describe_domains",
     "eval_batches",
     "iterate_batches",

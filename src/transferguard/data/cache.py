@@ -38,7 +38,8 @@ def cached_domain(name: str, params: dict[str, Any], build: Callable[[], Domain]
                 return Domain(
                     str(z["name"]), torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]),
                     tuple(str(c) for c in z["classes"]), str(z["description"]),
-                    {"cache": str(path)},
+                    {**(json.loads(str(z["meta"])) if "meta" in z.files else {}),
+                     "cache": str(path)},
                 )
         except Exception:  # corrupt or stale cache: rebuild it below
             path.unlink(missing_ok=True)
@@ -49,6 +50,7 @@ def cached_domain(name: str, params: dict[str, Any], build: Callable[[], Domain]
             fh, name=np.array(domain.name), images=domain.images.numpy(),
             labels=domain.labels.numpy(), classes=np.array(domain.classes),
             description=np.array(domain.description),
+            meta=np.array(json.dumps(domain.meta, default=str)),
         )
 
     atomic_save(path, write)  # type: ignore[arg-type]

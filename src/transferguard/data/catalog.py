@@ -70,19 +70,28 @@ class DomainInfo:
     max_class: int
     load_seconds: float
     description: str
+    classes: tuple[str, ...] = ()
+    counts: tuple[int, ...] = ()
+    mean_intensity: float = 0.0
 
 
-def describe_domains(names: list[str] | None = None) -> list[DomainInfo]:
+def describe_domain(name: str | Domain, **options: Any) -> tuple[DomainInfo, Domain]:
+    """Load one domain (any name ``load_domain`` takes, with its options) and describe it:
+    size, shape, classes, per-class counts, mean intensity, load time. The domain comes back
+    too, so a caller that draws it does not load it twice."""
+    t0 = time.perf_counter()
+    d = load_domain(name, **options)
+    dt = time.perf_counter() - t0
+    counts = d.class_counts()
+    label = name if isinstance(name, str) else d.name
+    desc = DOMAINS.entry(label).description if label in DOMAINS else d.description
+    step = max(1, len(d) // 2000)
+    info = DomainInfo(label, len(d), d.shape, d.num_classes, int(counts.min()),
+                      int(counts.max()), dt, desc, d.classes, tuple(int(c) for c in counts),
+                      float(d.images[::step].float().mean() / 255.0))
+    return info, d
+
+
+def describe_domains(names: list[str] | None = None, **options: Any) -> list[DomainInfo]:
     """Load each domain and report its size, shape, class balance and load time."""
-    out = []
-    for name in names or list_domains():
-        t0 = time.perf_counter()
-        d = load_domain(name)
-        dt = time.perf_counter() - t0
-        counts = d.class_counts()
-        desc = DOMAINS.entry(name).description if name in DOMAINS else d.description
-        out.append(
-            DomainInfo(name, len(d), d.shape, d.num_classes, int(counts.min()),
-                       int(counts.max()), dt, desc)
-        )
-    return out
+    return [describe_domain(name, **options)[0] for name in names or list_domains()]

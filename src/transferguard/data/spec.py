@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,10 @@ from .domain import Domain, InputSpec
 from .perturb import CORRUPTIONS, LABEL_NOISE, check_rate
 
 UNLABELED = ("rest", "pool")
+#: what a task does about source images that nearly duplicate target test images
+#: ("auto": check and warn when a side is user data; "warn": always check; "drop": check and
+#: remove them from the source; "off": no check)
+OVERLAP = ("auto", "warn", "drop", "off")
 NORMALIZATIONS = ("default", "imagenet")
 #: keys a YAML ``task:`` section may hold besides the fields (they build ``spec``)
 INPUT_KEYS = {"channels": int, "input_size": int, "normalization": str}
@@ -52,6 +57,8 @@ class TaskSpec:
     unlabeled: str = "rest"
     #: stream folder: domains from disk with these LoaderOptions (None: load in memory)
     stream: dict[str, Any] | None = None
+    labeled_per_class: int | None = None
+    overlap: str = "auto"
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen)
@@ -76,6 +83,17 @@ class TaskSpec:
             raise DataError(f"labeled_percent is L% of the target pool and must lie in [0, 100], "
                             f"got {self.labeled_percent!r} (for 10% labeled, pass 10).")
         put("labeled_percent", lp)
+        if 0.0 < lp < 1.0 and self.labeled_per_class is None:
+            warnings.warn(f"labeled_percent={lp:g} is read as {lp:g}% of the target pool, not "
+                          f"as a fraction; for {lp * 100:g}% labeled pass {lp * 100:g}.",
+                          stacklevel=3)
+        if self.labeled_per_class is not None:
+            if isinstance(self.labeled_per_class, bool) or int(self.labeled_per_class) < 1:
+                raise DataError(f"labeled_per_class must be a positive number of labeled "
+                                f"target images per class, got {self.labeled_per_class!r}.")
+            put("labeled_per_class", int(self.labeled_per_class))
+        if self.overlap not in OVERLAP:
+            raise DataError(f"overlap must be one of {OVERLAP}, got {self.overlap!r}.")
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise DataError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}.")
         if not 0.0 < float(self.test_fraction) < 1.0:
@@ -163,6 +181,10 @@ class TaskSpec:
             **({"unlabeled": self.unlabeled} if self.unlabeled != "rest" else {}),
             # streamed: the augmentation changes the numbers (the workers and cache do not)
             **({"stream": self.loader_options().identity()} if self.stream is not None else {}),
+            **({"labeled_per_class": self.labeled_per_class}
+               if self.labeled_per_class is not None else {}),
+            # "drop" changes the source; the other values only warn
+            **({"overlap": "drop"} if self.overlap == "drop" else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +194,7 @@ class TaskSpec:
         out.update(channels=s.channels, input_size=s.size,
                    normalization="imagenet" if s == InputSpec.imagenet(s.size) else "default")
         out.setdefault("unlabeled", self.unlabeled)
+        out["overlap"] = self.overlap
         out["corruptions"] = list(self.corruptions)
         if self.stream is not None:
             out["stream"] = dict(self.stream)

@@ -10,8 +10,14 @@ Construction, all seeded by ``seed``:
 2. the source is perturbed with ε_x / ε_y (:mod:`.perturb`), masks kept;
 3. the target is split, stratified by class, into a training pool and a test split
    (``test_fraction``, default 50%);
+   The clean source is compared with the test split (:mod:`.checks`): near-duplicates warn,
+   or are dropped with ``overlap="drop"``; one domain dark and the other light gets a
+   polarity hint;
 4. ``labeled_percent`` (L%) of the pool is labeled (stratified, at least one per class when
-   L > 0); the rest of the pool is the unlabeled target (``unlabeled="rest"``, the default);
+   L > 0), or exactly ``labeled_per_class`` per class; when rounding makes the realised L
+   differ from the asked one, or the validation split comes out empty, the task warns
+   (:attr:`TransferTask.notes`); the rest of the pool is the unlabeled target
+   (``unlabeled="rest"``, the default);
    ``unlabeled="pool"`` uses the whole pool but the validation split, labels stripped, as
    the unlabeled target (the reading of the methods reference, section 1.5);
 5. a validation split is drawn from the labeled target only (``val_fraction`` of it, never
@@ -34,11 +40,44 @@ import torch
 
 from ..errors import DataError
 from ..utils import derive_seed, make_generator
-from .catalog import load_domain
+from .catalog import PREFIXES, load_domain
+from .checks import near_duplicates, polarity_hint
 from .domain import Domain, InputSpec
 from .perturb import Perturbation, perturb_source
 from .spec import TaskSpec
 from .splits import Split, TrainData, stratified_split
+
+
+def label_mismatch(src: Domain, tgt: Domain) -> str:
+    """The class-mismatch error, with the shape of a label map in Python, YAML and CLI
+    syntax (source classes on the left; ``<target>`` stands for the target class each one
+    is, which only the user knows)."""
+    first = list(src.classes)[:3]
+    more = len(src.classes) > 3
+    py = "{" + ", ".join(f"{s!r}: '<target>'" for s in first) + (", ..." if more else "") + "}"
+    yml = "\n".join(f'        "{s}": "<target>"' for s in first) + \
+        ("\n        ..." if more else "")
+    cli = ",".join(f"{s}=<target>" for s in first) + (",..." if more else "")
+    return (
+        f"source {src.name!r} has {src.num_classes} classes {list(src.classes)[:12]} "
+        f"and target {tgt.name!r} has {tgt.num_classes} classes {list(tgt.classes)[:12]}; they "
+        f"must share the label space. Map source classes to target classes (unmapped source "
+        f"classes are dropped):\n  Python: label_map={py}\n  YAML:\n    task:\n      "
+        f"label_map:\n{yml}\n  CLI: --label-map {cli!s}  (or --label-map FILE.yaml holding the "
+        f"mapping)"
+    )
+
+
+def per_class(labels: torch.Tensor, count: int, generator: torch.Generator,
+              num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen, rest): ``count`` random positions of each class (all of a smaller class)."""
+    chosen, rest = [], []
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        chosen.append(idx[:count])
+        rest.append(idx[count:])
+    return torch.cat(chosen).sort().values, torch.cat(rest).sort().values
 
 
 class TransferTask:
@@ -96,9 +135,17 @@ class TransferTask:
         return task
 
     def __repr__(self) -> str:
+        if self.labeled_per_class is not None:
+            lab = f"{self.labeled_per_class}/class"
+        else:
+            lab = f"{self.labeled_percent:g}%"
+        if "_built" in self.__dict__:  # once drawn, say what L% became
+            eff = self.effective_labeled_percent
+            if self.labeled_per_class is not None or abs(eff - self.labeled_percent) >= 0.05:
+                lab += f" (effective {eff:.1f}%)"
         return (
             f"TransferTask({self.source_name} -> {self.target_name}, eps_x={self.eps_x}, "
-            f"eps_y={self.eps_y}, L={self.labeled_percent:g}%, seed={self.seed})"
+            f"eps_y={self.eps_y}, L={lab}, seed={self.seed})"
         )
 
     # ------------------------------------------------------------------ construction
@@ -116,17 +163,20 @@ class TransferTask:
             keep, _ = stratified_split(src.labels, self.source_size / len(src), g, src.num_classes,
                                        total=self.source_size)
             src = src.subset(keep.sort().values)
-        g = make_generator(derive_seed(self.seed, "perturb"))
-        pert = perturb_source(
-            src.images, src.labels, tgt.num_classes, self.eps_x, self.eps_y, g,
-            label_noise=self.label_noise, corruptions=self.corruptions,
-        )
         k = tgt.num_classes
         g = make_generator(derive_seed(self.seed, "split"))
         test_idx, pool_idx = stratified_split(tgt.labels, self.test_fraction, g, k)
-        lab_pos, unl_pos = stratified_split(
-            tgt.labels[pool_idx], self.labeled_percent / 100.0, g, k, min_per_class=1
-        )
+        notes: list[str] = []
+        src = self._check_overlap(src, tgt, test_idx, notes)
+        hint = polarity_hint(src.images, tgt.images)
+        if hint:
+            notes.append(hint)
+        if self.labeled_per_class is not None:
+            lab_pos, unl_pos = per_class(tgt.labels[pool_idx], self.labeled_per_class, g, k)
+        else:
+            lab_pos, unl_pos = stratified_split(
+                tgt.labels[pool_idx], self.labeled_percent / 100.0, g, k, min_per_class=1
+            )
         lab_idx, unl_idx = pool_idx[lab_pos], pool_idx[unl_pos]
         val_pos, tr_pos = stratified_split(
             tgt.labels[lab_idx], self.val_fraction, g, k, keep_one=True
@@ -134,6 +184,14 @@ class TransferTask:
         val_idx, tr_idx = lab_idx[val_pos], lab_idx[tr_pos]
         if self.unlabeled == "pool":
             unl_idx = torch.cat([unl_idx, tr_idx])
+        notes += self._label_notes(len(lab_idx), len(pool_idx), len(val_idx), k)
+        g = make_generator(derive_seed(self.seed, "perturb"))
+        pert = perturb_source(
+            src.images, src.labels, tgt.num_classes, self.eps_x, self.eps_y, g,
+            label_noise=self.label_noise, corruptions=self.corruptions,
+        )
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
         all_src = torch.arange(len(src))
 
         def take(d: Domain, idx: torch.Tensor, name: str, labeled: bool = True) -> Split:
@@ -146,19 +204,77 @@ class TransferTask:
             "target_labeled": take(tgt, tr_idx, "target_labeled"),
             "target_unlabeled": take(tgt, unl_idx, "target_unlabeled", labeled=False),
             "target_val": take(tgt, val_idx, "target_val"),
-            "target_test": take(tgt, test_idx, "target_test"),
+            "target_test": take(tgt, test_idx, "target_test"), "notes": notes,
+            "effective_labeled_percent": 100.0 * len(lab_idx) / max(1, len(pool_idx)),
         }
+
+    def _check_overlap(self, src: Domain, tgt: Domain, test_idx: torch.Tensor,
+                       notes: list[str]) -> Domain:
+        """Near-duplicates of target test images in the source: warn, or drop them."""
+        mode = self.overlap
+        user = any(not isinstance(n, str) or n.startswith(PREFIXES)
+                   for n in (self.task_spec.source, self.task_spec.target))
+        if mode == "off" or (mode == "auto" and not user):
+            return src
+        test = tgt.images[test_idx.sort().values]
+        found = near_duplicates(src.images, test)
+        if found.num_target == 0:
+            return src
+
+        def name(d: Domain, i: int) -> str:
+            files = d.meta.get("files")
+            return f"{files[i]}" if isinstance(files, list) and i < len(files) else f"#{i}"
+
+        test_sorted = test_idx.sort().values
+        ex = "; ".join(f"source {name(src, i)} ~ target {name(tgt, int(test_sorted[j]))} "
+                       f"({sim:.3f})" for i, j, sim in found.examples(3))
+        what = (f"{found.num_target} of {len(test)} target test images have a near-duplicate "
+                f"in the source ({found.num_source} source images, cosine similarity >= "
+                f"{found.threshold} on 16x16 grey thumbnails), e.g. {ex}")
+        if mode == "drop":
+            keep = torch.nonzero(~found.source_mask).flatten()
+            if len(keep) == 0:
+                raise DataError(f"{what}; dropping them leaves no source image.")
+            notes.append(f"{what}; dropped from the source (overlap='drop').")
+            return src.subset(keep)
+        notes.append(f"{what}. The test accuracy then measures memory, not transfer; pass "
+                     f"overlap='drop' (CLI: --overlap drop) to remove them from the source.")
+        return src
+
+    def _label_notes(self, labeled: int, pool: int, val: int, k: int) -> list[str]:
+        """Say what a tiny target does to L% and to model selection."""
+        notes = []
+        eff = 100.0 * labeled / max(1, pool)
+        asked = self.labeled_percent
+        if self.labeled_per_class is None and labeled and \
+                abs(eff - asked) > max(0.5, 0.25 * asked):
+            notes.append(f"labeled_percent={asked:g}% of a pool of {pool} target images gives "
+                         f"{labeled} labeled images ({eff:.1f}% effective: at least one per "
+                         f"class, rounded per class); choose an exact count with "
+                         f"labeled_per_class (CLI: --labeled-per-class).")
+        if labeled and val == 0 and self.val_fraction > 0:
+            notes.append(f"the validation split is empty ({labeled} labeled target images for "
+                         f"{k} classes, and at least one per class stays for training), so "
+                         f"model selection falls back to the last iterate. Label more "
+                         f"(labeled_per_class=2 with val_fraction=0.5 keeps one per class for "
+                         f"each), or set val_fraction=0 to select the last iterate knowingly.")
+        return notes
+
+    @property
+    def notes(self) -> list[str]:
+        """What the task warned about when it was built (effective L, empty validation,
+        near-duplicates, polarity)."""
+        return list(self._built["notes"])
+
+    @property
+    def effective_labeled_percent(self) -> float:
+        """The labeled share of the target pool after rounding per class (L% as realised)."""
+        return float(self._built["effective_labeled_percent"])
 
     def _align_labels(self, src: Domain, tgt: Domain) -> Domain:
         if self.label_map is None:
             if src.classes != tgt.classes:
-                raise DataError(
-                    f"source {src.name!r} has {src.num_classes} classes {list(src.classes)[:12]} "
-                    f"and target {tgt.name!r} has {tgt.num_classes} classes "
-                    f"{list(tgt.classes)[:12]}; they must share the label space. Pass "
-                    "label_map={source_class: target_class} to map them (unmapped source "
-                    "classes are dropped)."
-                )
+                raise DataError(label_mismatch(src, tgt))
             return src
         bad_src = sorted(set(self.label_map) - set(src.classes))
         bad_tgt = sorted(set(self.label_map.values()) - set(tgt.classes))
@@ -219,6 +335,7 @@ class TransferTask:
             "source": len(b["source"]), "target_labeled": len(b["target_labeled"]),
             "target_unlabeled": len(b["target_unlabeled"]), "target_val": len(b["target_val"]),
             "target_test": len(b["target_test"]), "classes": self.num_classes,
+            "labeled_percent_effective": round(b["effective_labeled_percent"], 2),
             "x_corrupted": int(b["perturbation"].x_mask.sum()),
             "y_corrupted": int(b["perturbation"].label_flipped.sum()),
         }

@@ -131,19 +131,77 @@ def _pil_to_array(img: Any, size: int | None) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def load_folder(path: str, size: int = 224, grey: bool = False) -> Domain:
-    """``folder:PATH``: ``PATH/<class>/<image>``; every image is resized to ``size`` x ``size``.
+#: the default side of a folder domain whose images are larger (the input size ImageNet
+#: models take): native size up to this, so a folder of photos does not decode at full size
+MAX_DEFAULT_SIZE = 224
+#: a folder domain whose decoded cache (images x channels x size x size bytes) exceeds this
+#: warns before decoding; ``$TRANSFERGUARD_CACHE_WARN_MB`` changes it
+CACHE_WARN_BYTES = 256 * 2**20
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
-    Class names are the sub-folder names, sorted. Decoded images are cached (keyed by the
-    folder, the size and the files' names and modification times), so only the first load
-    decodes JPEGs.
+
+def cache_warn_bytes() -> int:
+    env = os.environ.get("TRANSFERGUARD_CACHE_WARN_MB")
+    try:
+        return int(float(env) * 2**20) if env else CACHE_WARN_BYTES
+    except ValueError:
+        return CACHE_WARN_BYTES
+
+
+def native_format(paths: list[Path]) -> tuple[int, int]:
+    """(size, channels) the images of a folder have: the median of their longer
+    sides, capped at :data:`MAX_DEFAULT_SIZE`; 1 channel when every image is grey. Reads
+    the headers only (PIL opens lazily)."""
+    from PIL import Image
+
+    sides, grey = [], True
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sides.append(max(im.size))
+                grey = grey and im.mode in _GREY_MODES
+        except OSError as exc:
+            raise DataError(f"could not read image {p}: {exc}; remove or fix it.") from exc
+    side = int(np.median(sides))
+    return min(side, MAX_DEFAULT_SIZE), 1 if grey else 3
+
+
+def content_order(images: torch.Tensor) -> list[int]:
+    """A canonical order of the samples: by a digest of their pixels. It makes a folder
+    domain (its splits, perturbation and batches) the same whatever its files and class
+    folders are called, and whatever order the file system lists them in."""
+    import hashlib
+
+    arr = images.numpy()
+    keys = [hashlib.blake2b(arr[i].tobytes(), digest_size=8).digest() for i in range(len(arr))]
+    return sorted(range(len(arr)), key=keys.__getitem__)
+
+
+def load_folder(path: str, size: int | None = None, grey: bool | None = None,
+                invert: bool = False) -> Domain:
+    """``folder:PATH``: ``PATH/<class>/<image>``, class names the sub-folder names.
+
+    ``size`` None (the default) keeps the images' native size when they share one (at most
+    :data:`MAX_DEFAULT_SIZE`; images of mixed sizes go to the median of their longer sides,
+    capped the same way); a task passes its input size. ``grey`` None keeps the native
+    channels (1 when every image is grey, else 3); True / False force grey / RGB.
+    ``invert`` stores 255 - pixel (dark strokes on white made white on black).
+
+    Samples are stored in a canonical order (by a digest of their pixels), so results do not
+    depend on file or folder names. Decoded images are cached (keyed by the folder, these
+    options and the files' names and modification times); a cache larger than
+    :func:`cache_warn_bytes` warns before the first decode.
     """
+    import warnings
+
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(
             f"folder domain {str(root)!r} does not exist or is not a folder; give a path "
             "laid out as PATH/<class>/<image>.jpg (e.g. office31/amazon/images)."
         )
+    if size is not None and int(size) < 1:
+        raise DataError(f"folder domain size must be a positive number of pixels, got {size}.")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     files: list[tuple[Path, int]] = []
     classes = []
@@ -160,23 +218,42 @@ def load_folder(path: str, size: int = 224, grey: bool = False) -> Domain:
             f"suffixes {sorted(IMAGE_SUFFIXES)}."
         )
     fingerprint = [(str(p.relative_to(root)), p.stat().st_mtime_ns) for p, _ in files]
-    params = {"root": str(root.resolve()), "size": int(size), "grey": grey, "files": fingerprint}
+    params = {"root": str(root.resolve()), "size": "native" if size is None else int(size),
+              "grey": grey, "invert": bool(invert), "order": "content", "files": fingerprint}
 
     def build() -> Domain:
         from PIL import Image
 
-        arr = np.empty((len(files), 1 if grey else 3, size, size), dtype=np.uint8)
+        side, channels = native_format([p for p, _ in files])
+        side = side if size is None else int(size)
+        channels = channels if grey is None else (1 if grey else 3)
+        nbytes = len(files) * channels * side * side
+        if nbytes > cache_warn_bytes():
+            warnings.warn(
+                f"folder:{root} decodes to {nbytes / 2**20:.0f} MB ({len(files)} images at "
+                f"{channels}x{side}x{side}), cached as one file under {cache_dir()}; pass a "
+                f"smaller size (folder options: size=..., or the task's input_size) if that "
+                f"is more than the models need.", stacklevel=4)
+        mode = "L" if channels == 1 else "RGB"
+        arr = np.empty((len(files), channels, side, side), dtype=np.uint8)
         for i, (p, _) in enumerate(files):
             try:
                 with Image.open(p) as im:
-                    im.draft("L" if grey else "RGB", (size, size))  # fast JPEG downscale
-                    im = im.convert("L" if grey else "RGB").resize((size, size), Image.BILINEAR)
+                    im.draft(mode, (side, side))  # fast JPEG downscale
+                    im = im.convert(mode)
+                    if im.size != (side, side):
+                        im = im.resize((side, side), Image.BILINEAR)
                     a = np.asarray(im, dtype=np.uint8)
             except OSError as exc:
                 raise DataError(f"could not read image {p}: {exc}; remove or fix it.") from exc
             arr[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        labels = torch.tensor([c for _, c in files], dtype=torch.long)
-        return Domain(f"folder:{root.name}", torch.from_numpy(arr), labels, tuple(classes),
-                      f"image folder {root}")
+        if invert:
+            arr = 255 - arr
+        images = torch.from_numpy(arr)
+        order = content_order(images)
+        labels = torch.tensor([files[i][1] for i in order], dtype=torch.long)
+        names = [str(files[i][0].relative_to(root)) for i in order]
+        return Domain(f"folder:{root.name}", images[order], labels, tuple(classes),
+                      f"image folder {root}", {"files": names})
 
     return cached_domain(f"folder-{root.name}", params, build)

@@ -31,6 +31,17 @@ from ..models import TransferModel, create_model
 from ..registry import Registry
 
 LABELED_STREAMS = ("source", "target_labeled")
+#: parameters a label never spells out (the twin has its ``_T``; options are a mapping)
+LABEL_SKIP = ("source_free", "model_options")
+
+
+def _short(value: Any) -> str:
+    """A parameter value as a label shows it: numbers in %g, paths by their file name."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return value.replace("\\", "/").rsplit("/", 1)[-1]
+    return str(value)
 
 
 class Method:
@@ -85,10 +96,34 @@ class Method:
         """Whether a source weighter is switched on (its ``source_scores`` then exist)."""
         return False
 
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """The constructor defaults (the most derived class's default wins)."""
+        out: dict[str, Any] = {}
+        for klass in cls.__mro__:
+            if klass is object or "__init__" not in klass.__dict__:
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.default is not p.empty:
+                    out.setdefault(p.name, p.default)
+        return out
+
+    def param_text(self, skip: tuple[str, ...] = ()) -> str:
+        """``(alpha=1, alpha_decay=0.99)``: the hyper-parameters that differ from their
+        defaults, so that two runs of one method with other settings read apart in tables.
+        ``source_free`` (the ``_T`` suffix), ``model_options`` and what the label already
+        says (``skip``) are left out."""
+        defaults = self.default_params()
+        changed = [(k, v) for k, v in self.get_params().items()
+                   if k not in LABEL_SKIP + skip and k in defaults and v != defaults[k]
+                   and not (defaults[k] is None and v in ({}, [], ()))]
+        return "(" + ", ".join(f"{k}={_short(v)}" for k, v in changed) + ")" if changed else ""
+
     @property
     def label(self) -> str:
-        """Display name: ``dann``, ``dann+gate``, ``dann_T`` ..."""
-        return f"{self.name}_T" if self.source_free else self.name
+        """Display name: ``dann``, ``dann+gate``, ``dann_T``, ``l2sp(alpha=1)`` ..."""
+        base = self.name + self.param_text()
+        return f"{base}_T" if self.source_free else base
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.get_params().items() if k != "model_options" or v}

@@ -11,7 +11,8 @@ from typing import Any
 from ..utils import format_table
 
 __all__ = ["active_table", "collapse_flag", "cutpoint_table", "experiment_table",
-           "format_table", "harmful_summary", "interval_text", "ntg_cell", "ntg_table"]
+           "format_table", "harmful_summary", "interval_text", "ntg_cell", "ntg_table",
+           "safe_summary", "signed", "task_line"]
 
 
 def collapse_flag(r: Any) -> str:
@@ -32,16 +33,23 @@ def ntg_table(results: Sequence[Any], markdown: bool = False,
     rows = []
     for r in results:
         row = [r.method, r.mean_accuracy, r.twin, r.mean_twin_accuracy, interval_text(r),
-               r.verdict + collapse_flag(r)]
+               r.verdict + collapse_flag(r) + (" (thin margin)" if r.thin_margin else "")]
         if scenario:
             row.insert(0, scenario)
         rows.append(row)
     return format_table(rows, headers, markdown)
 
 
+def signed(value: float, digits: int = 1) -> str:
+    """``+1.5`` / ``-0.3`` / ``+0.0``: a signed number that never prints ``-0.0`` (a value
+    that rounds to zero has no sign worth showing)."""
+    rounded = round(float(value), digits)
+    return f"{(rounded if rounded != 0 else 0.0):+.{digits}f}"
+
+
 def ntg_cell(r: Any) -> str:
     """Wang et al.'s table form: accuracy with the NTG in brackets, e.g. ``86.7 (+5.7)``."""
-    return f"{r.mean_accuracy:.1f} ({r.ntg:+.1f})"
+    return f"{r.mean_accuracy:.1f} ({signed(r.ntg)})"
 
 
 def interval_text(r: Any) -> str:
@@ -49,8 +57,23 @@ def interval_text(r: Any) -> str:
     seed)."""
     mean, low, high = r.interval
     if math.isnan(low):
-        return f"{mean:+.1f}"
-    return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+        return signed(mean)
+    return f"{signed(mean)} [{signed(low)}, {signed(high)}]"
+
+
+def task_line(task: Any) -> str:
+    """One line on a built task: the splits, with L% as asked and as realised (tiny targets
+    round it up to one labeled image per class)."""
+    sm = task.summary()
+    labeled = sm["target_labeled"] + sm["target_val"]
+    pool = labeled + sm["target_unlabeled"] if task.unlabeled == "rest" else None
+    asked = (f"{task.labeled_per_class} per class" if task.labeled_per_class is not None
+             else f"{task.labeled_percent:g}%")
+    of_pool = f" of a pool of {pool}" if pool is not None else ""
+    return (f"task: {task.source_name} -> {task.target_name}: source {sm['source']}, "
+            f"L = {asked} asked, {sm['labeled_percent_effective']:.1f}% effective "
+            f"({labeled} labeled{of_pool}: {sm['target_labeled']} train, {sm['target_val']} "
+            f"validation), test {sm['target_test']}")
 
 
 def experiment_table(result: Any, markdown: bool = False) -> str:

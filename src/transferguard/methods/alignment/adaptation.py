@@ -73,7 +73,7 @@ class AdaptationMethod(Method):
     @property
     def label(self) -> str:
         name = weighter_name(self.gate)
-        base = self.name + (f"+{name}" if name else "")
+        base = self.name + self.param_text(skip=("gate",)) + (f"+{name}" if name else "")
         return f"{base}_T" if self.source_free else base
 
     @property

@@ -56,7 +56,7 @@ class RegularizedFineTune(FineTune):
 
     @property
     def label(self) -> str:
-        base = self.name + ("+dtnh" if self.dtnh else "")
+        base = self.name + self.param_text(skip=("dtnh",)) + ("+dtnh" if self.dtnh else "")
         return f"{base}_T" if self.source_free else base
 
     def twin(self) -> Method:
