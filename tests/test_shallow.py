@@ -167,7 +167,7 @@ def test_tca_method_on_frozen_backbone_features(tiny_task, fast_trainer, tmp_pat
 
 def test_dann_with_kmm_weights_is_one_line(tiny_task, fast_trainer):
     m = tg.create_method("dann", gate="kmm", gate_options={"max_source": 150, "B": 5.0})
-    assert m.label == "dann+kmm" and m.twin().label == "dann_T"
+    assert m.label == "dann+kmm(B=5, max_source=150)" and m.twin().label == "dann_T"
     fast_trainer.fit(m, tiny_task.train_data())
     w = m.per_sample_weights()
     assert w.shape == (len(tiny_task.train_data().source),)

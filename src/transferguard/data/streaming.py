@@ -156,6 +156,12 @@ class FolderIndex:
                 f"no images found in folder {str(root)!r}; expected PATH/<class>/<image> with "
                 f"suffixes {sorted(IMAGE_SUFFIXES)}."
             )
+        from .user import file_order  # the in-memory folder domain's canonical order
+
+        order = file_order(files)
+        files = [files[i] for i in order]
+        mtimes = [mtimes[i] for i in order]
+        labels = [labels[i] for i in order]
         return cls(f"folder:{root.name}", root.resolve(), tuple(files), tuple(mtimes),
                    torch.tensor(labels, dtype=torch.long), tuple(classes))
 

@@ -166,15 +166,15 @@ def native_format(paths: list[Path]) -> tuple[int, int]:
     return min(side, MAX_DEFAULT_SIZE), 1 if grey else 3
 
 
-def content_order(images: torch.Tensor) -> list[int]:
-    """A canonical order of the samples: by a digest of their pixels. It makes a folder
+def file_order(paths: list[Path] | list[str]) -> list[int]:
+    """A canonical order of image files: by a digest of their bytes. It makes a folder
     domain (its splits, perturbation and batches) the same whatever its files and class
-    folders are called, and whatever order the file system lists them in."""
+    folders are called, and whatever order the file system lists them in; the in-memory and
+    the streamed folder domains use it alike (reading bytes needs no decoding)."""
     import hashlib
 
-    arr = images.numpy()
-    keys = [hashlib.blake2b(arr[i].tobytes(), digest_size=8).digest() for i in range(len(arr))]
-    return sorted(range(len(arr)), key=keys.__getitem__)
+    keys = [hashlib.blake2b(Path(p).read_bytes(), digest_size=8).digest() for p in paths]
+    return sorted(range(len(keys)), key=keys.__getitem__)
 
 
 def load_folder(path: str, size: int | None = None, grey: bool | None = None,
@@ -217,9 +217,10 @@ def load_folder(path: str, size: int | None = None, grey: bool | None = None,
             f"no images found in folder {str(root)!r}; expected PATH/<class>/<image> with "
             f"suffixes {sorted(IMAGE_SUFFIXES)}."
         )
+    files = [files[i] for i in file_order([p for p, _ in files])]
     fingerprint = [(str(p.relative_to(root)), p.stat().st_mtime_ns) for p, _ in files]
     params = {"root": str(root.resolve()), "size": "native" if size is None else int(size),
-              "grey": grey, "invert": bool(invert), "order": "content", "files": fingerprint}
+              "grey": grey, "invert": bool(invert), "order": "bytes", "files": fingerprint}
 
     def build() -> Domain:
         from PIL import Image
@@ -250,10 +251,9 @@ def load_folder(path: str, size: int | None = None, grey: bool | None = None,
         if invert:
             arr = 255 - arr
         images = torch.from_numpy(arr)
-        order = content_order(images)
-        labels = torch.tensor([files[i][1] for i in order], dtype=torch.long)
-        names = [str(files[i][0].relative_to(root)) for i in order]
-        return Domain(f"folder:{root.name}", images[order], labels, tuple(classes),
+        labels = torch.tensor([label for _, label in files], dtype=torch.long)
+        names = [str(p.relative_to(root)) for p, _ in files]
+        return Domain(f"folder:{root.name}", images, labels, tuple(classes),
                       f"image folder {root}", {"files": names})
 
     return cached_domain(f"folder-{root.name}", params, build)

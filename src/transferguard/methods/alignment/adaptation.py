@@ -36,7 +36,7 @@ from ...data import Batch, Split, TrainData, eval_batches
 from ...engine.schedules import ramp
 from ...engine.types import StepOutput
 from ...errors import ConfigError
-from ..base import Method
+from ..base import Method, _short
 from ..reweighting.weighter import (
     Features,
     SourceWeighter,
@@ -73,7 +73,11 @@ class AdaptationMethod(Method):
     @property
     def label(self) -> str:
         name = weighter_name(self.gate)
-        base = self.name + self.param_text(skip=("gate",)) + (f"+{name}" if name else "")
+        weighter = ""
+        if name:  # the weighter with its own options: dann+kmm(B=5.0)
+            opts = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.gate_options.items()))
+            weighter = f"+{name}" + (f"({opts})" if opts else "")
+        base = self.name + self.param_text(skip=("gate", "gate_options")) + weighter
         return f"{base}_T" if self.source_free else base
 
     @property
