@@ -10,7 +10,7 @@ from typing import Any
 
 from ..utils import format_table
 
-__all__ = ["collapse_flag", "cutpoint_table", "experiment_table", "format_table",
+__all__ = ["collapse_flag", "cutpoint_table", "experiment_table", "failures_text", "format_table",
            "harmful_summary", "interval_text", "ntg_cell", "ntg_table"]
 
 
@@ -92,3 +92,13 @@ def cutpoint_table(result: Any, markdown: bool = False) -> str:
     return (text + f"\n\nbest, chosen on validation: {say(result.best)}; cutting point "
             f"(frozen, on validation): k={result.cut_point}.\nOracle (chosen on test, for "
             f"reference): {say(result.best_oracle)}; cutting point k={result.cut_point_oracle}.")
+
+
+def failures_text(failed: Sequence[dict[str, Any]]) -> str:
+    """The runs of an experiment that did not finish, one line each, with what to do."""
+    lines = [f"{len(failed)} failed (recorded in runs.sqlite; `--resume` skips them, "
+             "`--resume --retry-failed` trains them again):"]
+    for f in failed:
+        seed = "" if f.get("seed") is None else f" seed {f['seed']}"
+        lines.append(f"- {f['method']}{seed}: {f['error']}")
+    return "\n".join(lines)
