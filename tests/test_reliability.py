@@ -33,7 +33,7 @@ TASK = {"source": "mnist", "target": "uci-digits", "labeled_percent": 20, "input
 
 def _cfg(name: str = "rel", **over) -> tg.experiments.ExperimentConfig:
     base = {"name": name, "task": TASK, "trainer": TRAINER, "seeds": [0], "ntg": False,
-            "methods": ["target_only"]}
+            "methods": ["target_only"], "resplit": False}  # one task build per experiment
     base.update(over)
     return config_from_dict(base)
 

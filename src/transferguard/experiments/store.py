@@ -121,10 +121,7 @@ class RunStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
-        if p.suffix not in (".sqlite", ".db"):
-            if p.exists() and not p.is_dir():
-                raise TransferGuardError(f"{p} is a file, not a run directory; give the --out "
-                                         "directory of a run (it holds runs.sqlite).")
+        if p.suffix not in (".sqlite", ".db") and not p.is_file():
             p.mkdir(parents=True, exist_ok=True)
             p = p / "runs.sqlite"
         else:
