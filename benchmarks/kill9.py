@@ -11,7 +11,7 @@ run without interruption. Counted:
   meant to be exact);
 - the failing run: recorded ``failed`` and, once failed, never retried by ``--resume``.
 
-Command (about 3-6 minutes on 2 busy cores)::
+Command (about 10 minutes on 2 busy cores; a process needs ~5-10 s to start there)::
 
     OMP_NUM_THREADS=1 python benchmarks/kill9.py --kills 12
 """
@@ -78,8 +78,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=12)
     ap.add_argument("--iterations", type=int, default=120)
-    ap.add_argument("--min-wait", type=float, default=2.0)
-    ap.add_argument("--max-wait", type=float, default=12.0)
+    ap.add_argument("--min-wait", type=float, default=8.0)
+    ap.add_argument("--max-wait", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -158,11 +158,12 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     table = "\n".join(f"| {k['kill']} | {k['after_s']} | {k['killed']} | {k['finished']} | "
                       f"{k['running']} | {k['checkpoints']} | {k['tmp_files']} |" for k in kills)
+    cmd = (f"--kills {args.kills} --iterations {args.iterations} --min-wait {args.min_wait:g} "
+           f"--max-wait {args.max_wait:g} --seed {args.seed}")
     md = f"""# kill -9 during a multi-run experiment
 
-Command: `OMP_NUM_THREADS=1 python benchmarks/kill9.py --kills {args.kills}`
-(`--iterations {args.iterations}`, kills after {args.min_wait:g}-{args.max_wait:g} s, seed
-{args.seed}).
+Command: `OMP_NUM_THREADS=1 python benchmarks/kill9.py {cmd}`
+(kills after a random {args.min_wait:g}-{args.max_wait:g} s each).
 
 The experiment: mnist (ε = 0.3, 300 images) -> uci-digits, LeNet at 3x24x24, L = 20%,
 {args.iterations} iterations per run, methods joint, dann and a fine-tuning run whose

@@ -292,13 +292,12 @@ class RunStore:
         and skipped raises :class:`RunFailedBefore`.
         """
         key = config_key(config)
-        waited = False
         while True:
             what, rec = self.claim(key, experiment, label, config, resume=resume,
-                                   retry_failed=retry_failed, reuse=reuse,
-                                   since=time.time() if waited else since)
+                                   retry_failed=retry_failed, reuse=reuse, since=since)
             if what == "busy":
-                waited = True  # what the other process finishes is fresh: take it
+                # what the other process finishes from now on is fresh: take it
+                since = min(since, time.time()) if since is not None else time.time()
                 time.sleep(poll)
                 continue
             if what == "reuse":
