@@ -66,7 +66,7 @@ def test_yaml_config_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "out"
     res = run_experiment(cfg, out)
     assert res.trained == 4 and len(res.ntg) == 1 and res.ntg[0].seeds == [0, 1]
-    assert (out / "results.md").exists() and (out / "results.json").exists()
+    assert (out / "results-tiny.md").exists() and (out / "results-tiny.json").exists()
     assert main(["run", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "0 runs trained, 4 resumed" in printed and "dann(trade_off=0.5)_T" in printed

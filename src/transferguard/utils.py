@@ -35,12 +35,19 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     """Write to a temporary file beside ``path`` and rename it into place.
 
     A crash half-way leaves the old file (or nothing) instead of a truncated one, because
-    ``os.replace`` is atomic on POSIX and Windows when both names are on one file system.
+    ``os.replace`` is atomic on POSIX and Windows when both names are on one file system. A
+    hard kill can leave the temporary file (``.NAME.PID.XXXX.tmp``): its name carries the
+    writer's pid, so :func:`clean_stale_tmp` removes it once that process is gone. The file
+    gets the permissions a plain ``open`` would (0666 less the umask), like ``runs.sqlite``,
+    not ``mkstemp``'s private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
+        with contextlib.suppress(AttributeError, NotImplementedError):  # no fchmod: Windows
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -50,6 +57,45 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def clean_stale_tmp(folder: str | os.PathLike[str], older_than: float = 3600.0) -> int:
+    """Delete temporary files of :func:`atomic_write` under ``folder`` whose writer is dead
+    (or, without a pid in the name, older than ``older_than`` seconds); return how many."""
+    import time
+
+    removed = 0
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    for f in root.rglob(".*.tmp"):
+        parts = f.name[:-4].rsplit(".", 2)
+        pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        if pid is not None:
+            stale = pid != os.getpid() and not _pid_alive(pid)
+        else:
+            stale = time.time() - f.stat().st_mtime > older_than
+        if stale and f.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+                removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def atomic_save(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> None:

@@ -22,7 +22,9 @@ module here and one name in :data:`COMMANDS`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 import warnings
 
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    previous = _on_sigterm()
     try:
         with warnings.catch_warnings():  # restores showwarning afterwards
             warnings.showwarning = _show_warning
@@ -46,9 +49,31 @@ def main(argv: list[str] | None = None) -> int:
     except TransferGuardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated: finished runs are recorded; rerun with --resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted: finished runs are recorded; rerun with --resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the run in progress is recorded as interrupted
+    (``--resume`` redoes it, from its last training checkpoint) instead of left running."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM")
+
+
+def _on_sigterm() -> object:
+    """Route SIGTERM to :class:`Terminated` (main thread only; returns the old handler)."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    return None
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,

@@ -10,7 +10,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run one experiment from a YAML config")
     r.add_argument("config", help="path to the YAML config")
     r.add_argument("--out", help="output directory (default: the config's output, or runs/NAME)")
-    r.add_argument("--resume", action="store_true", help="skip runs that already finished")
+    r.add_argument("--resume", action="store_true",
+                   help="skip runs that finished (and runs that failed)")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="with --resume, train the runs that failed before again")
     r.add_argument("--quiet", action="store_true", help="print only the final table")
     r.add_argument("--tensorboard", metavar="DIR",
                    help="also log metrics to TensorBoard in DIR (needs transferguard[tensorboard])")
@@ -22,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_config, run_experiment
-    from ..report.tables import experiment_table, task_line
+    from ..report.tables import experiment_table, failures_text, task_line
 
     cfg = load_config(args.config)
     for name in ("tensorboard", "mlflow"):  # flags override the config's loggers
@@ -31,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or cfg.output or str(Path("runs") / cfg.name)
     if not args.quiet:
         print(task_line(cfg.task.build(seed=cfg.seeds[0])))
-    res = run_experiment(cfg, out, resume=args.resume, echo=None if args.quiet else print)
+    res = run_experiment(cfg, out, resume=args.resume, retry_failed=args.retry_failed,
+                         echo=None if args.quiet else print)
     print()
     print(experiment_table(res))
+    if res.failed:
+        print(f"\n{failures_text(res.failed)}")
     print(f"\n{res.trained} runs trained, {res.reused} resumed, {res.seconds:.0f} s; "
           f"recorded in {out}/runs.sqlite")
-    return 0
+    return 1 if res.failed else 0

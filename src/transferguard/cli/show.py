@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments import RunStore, runs_table
 
     path = Path(args.runs_dir)
-    db = path if path.suffix in (".sqlite", ".db") else path / "runs.sqlite"
+    db = path if path.is_file() or path.suffix in (".sqlite", ".db") else path / "runs.sqlite"
     if not db.exists():
         raise TransferGuardError(f"no run store at {db}; give the --out directory of a run.")
     print(runs_table(RunStore(db), args.markdown))

@@ -166,6 +166,16 @@ class TransferTask:
         k = tgt.num_classes
         g = make_generator(derive_seed(self.seed, "split"))
         test_idx, pool_idx = stratified_split(tgt.labels, self.test_fraction, g, k)
+        if len(test_idx) == 0 or len(pool_idx) == 0:
+            need = _images_per_class(self.test_fraction)
+            counts = torch.bincount(tgt.labels, minlength=k).tolist()
+            raise DataError(
+                f"target {tgt.name!r} ({len(tgt)} images, {min(counts)} to {max(counts)} per "
+                f"class) leaves the {'test' if len(test_idx) == 0 else 'training'} split empty "
+                f"at test_fraction={self.test_fraction:g}: a class needs at least {need} images "
+                f"(one for the test split, one labeled for training) and {need + 1} or more "
+                "for a validation image too. Add images to the target, or change "
+                "test_fraction.")
         notes: list[str] = []
         src = self._check_overlap(src, tgt, test_idx, notes)
         hint = polarity_hint(src.images, tgt.images)
@@ -341,3 +351,11 @@ class TransferTask:
         }
 
 
+
+
+def _images_per_class(test_fraction: float) -> int:
+    """The fewest images of a class that give it a test image and a training image."""
+    n = 2
+    while n < 1000 and not (1 <= round(test_fraction * n) <= n - 1):
+        n += 1
+    return n

@@ -36,9 +36,23 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"checkpoint {path} does not exist.") from None
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not a transferguard checkpoint ({exc}); "
-            "delete it and train again."
-        ) from exc
+            f"checkpoint {path} is corrupt or not a transferguard checkpoint "
+            f"({load_error_text(exc)}); delete it and train again. Do not load it with "
+            "weights_only=False unless you wrote it yourself: unpickling a file you did not "
+            "write can run any code."
+        ) from None
+
+
+def load_error_text(exc: BaseException) -> str:
+    """What ``torch.load`` said, without its hint that ``weights_only=False`` "will likely
+    succeed" (advice that runs the file's code; wrong for an untrusted file)."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "WeightsUnpickler error" in line:
+            return line.strip()
+    if "weights_only" in text:
+        return f"{type(exc).__name__}: it holds objects that are not plain tensors"
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def split_fingerprint(split: Split) -> list[Any]:

@@ -233,13 +233,15 @@ class Trainer:
         call(self.callbacks, "on_fit_end", self, method, result)
         return result
 
-    def run(self, method: TrainableMethod, task: TransferTask) -> RunResult:
+    def run(self, method: TrainableMethod, task: TransferTask, *,
+            resume: bool = False) -> RunResult:
         """Fit on the task's training data, then evaluate once on its test split.
 
         Reports the validation-selected state (``test_accuracy``) and the last iterate
         (``test_accuracy_last``, a selection rule that uses no labels) side by side.
+        ``resume`` continues from the training checkpoint in ``checkpoint_dir`` if any.
         """
-        fit = self.fit(method, task.train_data(), restore_best=False)
+        fit = self.fit(method, task.train_data(), restore_best=False, resume=resume)
         test = task.test_split()
         last = self.evaluate(method.model_, test, task.spec)
         chosen = last
@@ -293,14 +295,17 @@ class Trainer:
 
     def _diverged(self, method: TrainableMethod, step: int, factor: float, out: StepOutput,
                   opt: torch.optim.Optimizer) -> None:
-        rates = sorted({g["lr"] for g in opt.param_groups})
-        lr = ", ".join(f"{r:.3g}" for r in rates)
+        # the effective rate of every parameter group (base x schedule x the group's
+        # multiplier, e.g. backbone_lr_mult), not only the base rate the user typed
+        groups = "; ".join(
+            f"group {i}: lr {g['lr']:.3g} (x{g['initial_lr'] / self.config.lr:.3g})"
+            for i, g in enumerate(opt.param_groups))
         raise TrainingDivergedError(
             f"{method.name}: the loss became {float(out.loss.detach())} at step {step + 1} of "
-            f"{self.config.iterations} (lr {lr}: the base lr {self.config.lr:g} x schedule "
-            f"{factor:.3g} x each group's multiplier); lower the learning rate (--lr), clip "
-            f"gradients (max_grad_norm) or check the inputs for NaNs. "
-            f"Loss parts: {self._floats(out.logs)}"
+            f"{self.config.iterations}, at effective learning rates {groups} (base lr "
+            f"{self.config.lr:g} x schedule {factor:.3g} x each group's multiplier); lower "
+            f"the learning rate (--lr), clip gradients (max_grad_norm) or check the inputs "
+            f"for NaNs. Loss parts: {self._floats(out.logs)}"
         )
 
     # ------------------------------------------------------------------ helpers

@@ -11,14 +11,22 @@ A config names a task, one or more methods, the trainer and the seeds::
     loggers: {tensorboard: tb, mlflow: mlruns}  # optional; folders inside the output dir
 
 Unknown keys stop with the list of valid ones; values of the wrong kind stop with the key's
-path, the value and the expected type; unknown method or model names and method parameters
-are checked before anything trains.
+path, the value and the expected type; unknown method or model names, method parameters (their
+type from the constructor's hints, and no negative or non-finite weights, rates or counts),
+the device, whether the model takes the task's input size, the ``pretrained`` files and the
+experiment ``name`` (one safe path component: it names the output directory) are all checked
+before anything trains or is recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
+import math
 import os
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +38,25 @@ from ..engine import TrainerConfig
 from ..errors import ConfigError
 from ..methods import METHODS, Method, create_method
 from ..models import MODELS
-from ..typed import from_mapping
-from ..utils import check_seeds
+from ..typed import check_value, from_mapping
+from ..utils import check_seeds, resolve_device
+
+#: an experiment name: one path component of letters, digits, ``.``, ``_``, ``-``
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+#: model options the task sets (from its input spec and classes), never a method
+TASK_MODEL_OPTIONS = ("num_classes", "in_channels", "input_size")
+#: strings YAML 1.2 readers take for booleans but ``yaml.safe_load`` keeps quoted
+_BOOL_WORDS = ("yes", "no", "on", "off", "true", "false", "y", "n")
+
+
+def check_name(name: str) -> str:
+    """An experiment name is one safe path component (it names ``runs/NAME`` and the
+    summary files): ``/abs/path`` or ``../x`` would write outside the output directory."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"name {name!r} is not a plain name: use letters, digits, '.', '_' "
+                          "and '-' only (no '/' or '..'), at most 100 characters; choose the "
+                          "directory with `output:` or --out instead.")
+    return name
 
 
 @dataclass
@@ -68,12 +93,24 @@ def method_from_spec(spec: dict[str, Any], where: str = "method") -> Method:
     if model not in MODELS:
         raise ConfigError(f"{where}.model: unknown model {model!r}; known models: "
                           f"{MODELS.names()}.")
+    if isinstance(params.get("gate"), str) and params["gate"].lower() in _BOOL_WORDS:
+        raise ConfigError(f"{where}.gate: {params['gate']!r} is a quoted string; write gate: "
+                          f"true or gate: false without quotes, or name a source weighter.")
+    _check_params(METHODS.get(name), params, where)
+    reserved = sorted(set(params.get("model_options") or {}) & set(TASK_MODEL_OPTIONS))
+    if reserved:
+        raise ConfigError(f"{where}.model_options: {reserved} come from the task (its classes, "
+                          "task.channels and task.input_size); set them there, not here.")
     try:
         method = create_method(name, **params)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     _check_options(MODELS.get(model), method.model_options, f"{where}.model_options",
-                   skip=("num_classes", "in_channels", "input_size"))
+                   skip=TASK_MODEL_OPTIONS)
+    pretrained = params.get("pretrained")
+    if pretrained and not Path(str(pretrained)).expanduser().is_file():
+        raise ConfigError(f"{where}.pretrained: no file {pretrained}; give the path of a "
+                          "checkpoint, or leave it out to pre-train on the source.")
     if method.accepts_weighter:
         from ..methods.reweighting.weighter import weighter_class, weighter_options
 
@@ -83,6 +120,71 @@ def method_from_spec(spec: dict[str, Any], where: str = "method") -> Method:
             raise ConfigError(f"{where}.gate_options: unknown option(s) {bad}; valid: "
                               f"{sorted(valid)}.")
     return method
+
+
+def _check_params(cls: type, params: dict[str, Any], where: str) -> None:
+    """Each method parameter against the constructor's type hint; numbers finite, and not
+    negative where the default is a non-negative number (weights, rates, counts)."""
+    hints: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or "__init__" not in klass.__dict__:
+            continue
+        with contextlib.suppress(Exception):  # an unresolvable hint: check the others
+            hints.update(typing.get_type_hints(klass.__init__))
+        for p in inspect.signature(klass.__init__).parameters.values():
+            defaults[p.name] = p.default
+    for key, value in params.items():
+        path = f"{where}.{key}"
+        if key in hints and key not in ("model_options", "gate_options"):
+            check_value(value, hints[key], path)  # raises ConfigError; the value is kept as is
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"{path} must be a finite number, got {value!r}.")
+        d = defaults.get(key)
+        if (isinstance(d, (int, float)) and not isinstance(d, bool) and d >= 0 and value < 0) \
+                or (key.endswith("iterations") and value < 1):
+            low = "1" if key.endswith("iterations") else "0"
+            raise ConfigError(f"{path} must be >= {low}, got {value!r} (default {d!r}).")
+
+
+def check_model_input(model: str, options: dict[str, Any], spec: Any, where: str) -> None:
+    """Build the model once for the task's input and run a tiny batch through it, so that an
+    input too small for it stops here, not after a run is recorded."""
+    import torch
+
+    from ..models import create_model
+
+    opts = {k: v for k, v in options.items() if k != "weights"}  # no file read for a check
+    try:
+        net = create_model(model, 2, spec.channels, spec.size, **opts)
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(2, spec.channels, spec.size, spec.size))
+    except ConfigError:
+        raise
+    except Exception as exc:  # whatever the model says, said as a config error
+        raise ConfigError(f"{where}: model {model!r} does not take {spec.channels}x{spec.size}"
+                          f"x{spec.size} inputs ({exc}); change task.input_size "
+                          "(--input-size) or the model.") from None
+
+
+def check_device(device: str, where: str = "trainer.device") -> None:
+    """The device exists here (``cuda`` without a GPU stops now, not mid-run)."""
+    import torch
+
+    try:
+        dev = resolve_device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {device!r} is not a device ({exc}); use auto, cpu, cuda, "
+                          "cuda:N or mps.") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or
+                               (dev.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"{where}: {device!r} asked for, but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); use auto or cpu.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{where}: 'mps' asked for, but MPS is not available; use auto or cpu.")
 
 
 def _check_options(fn: Any, options: dict[str, Any], where: str, skip: tuple[str, ...]) -> None:
@@ -102,14 +204,25 @@ def _check_options(fn: Any, options: dict[str, Any], where: str, skip: tuple[str
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
     """Read and validate a YAML experiment config."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a directory; give the path of a YAML config file.")
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist.")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not a text file (not UTF-8); give a YAML config.") from None
+    if "\x00" in text:
+        raise ConfigError(f"{p} is a binary file; give a YAML config.")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{p} is empty; a config names at least a task and a method (see "
+                          "docs/guide.md), or run `transferguard demo`.")
     try:
-        return config_from_dict(data or {})
+        return config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
 
@@ -139,10 +252,15 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
         check_seeds(cfg.seeds)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_name(cfg.name)
+    check_device(cfg.trainer.device)
     cfg.build_methods()  # checks method names, models and parameters now, not mid-sweep
     from ..engine.loggers import LOGGERS
 
     bad = sorted(set(cfg.loggers) - set(LOGGERS))
     if bad:
         raise ConfigError(f"loggers: unknown logger(s) {bad}; valid: {list(LOGGERS)}.")
+    for i, m in enumerate(cfg.methods):
+        check_model_input(m.get("model", "lenet"), dict(m.get("model_options") or {}),
+                          cfg.task.spec, f"methods[{i}]")
     return cfg

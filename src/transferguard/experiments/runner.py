@@ -2,13 +2,21 @@
 
 :class:`Runner` is the store-backed ``run(method, task, seed)`` that
 :func:`~transferguard.analysis.negative_transfer_gap` accepts; :func:`run_experiment` runs a
-whole :class:`ExperimentConfig` (every method, its twin, every seed) and writes the summary
-(``results.md``, ``results.json``) next to ``runs.sqlite``.
+whole :class:`ExperimentConfig` (every method, its twin, every seed) and writes its summary
+(``results-NAME.md``, ``results-NAME.json``: one per experiment, so two experiments or
+commands sharing an output directory never overwrite each other's) next to ``runs.sqlite``.
+
+A failed run (divergence, a bad checkpoint ...) is recorded and the other runs go on; the
+summary lists it. Each run trains with a training checkpoint under ``OUT/checkpoints`` and
+resumes from it after a kill (the checkpoint carries the run identity, and resuming is
+exact); it is deleted when the run finishes. Source-free twins and pre-trained source
+networks (``OUT/pretrained``) are shared by identity, whether or not ``resume`` is set.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +28,14 @@ from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..data import TransferTask
 from ..engine import RunResult, Trainer, TrainerConfig
 from ..engine.loggers import make_loggers
+from ..errors import CheckpointError
 from ..identity import run_identity
 from ..methods import Method
-from ..report.tables import experiment_table, format_table
-from ..utils import atomic_write
-from .config import ExperimentConfig
-from .store import RunStore, config_key
+from ..report.tables import experiment_table, failures_text, format_table
+from ..utils import atomic_write, clean_stale_tmp
+from .config import ExperimentConfig, check_name
+from .pretrain import pretrained_checkpoint
+from .store import RunStore, config_key, path_digest
 
 #: task fields a source-free twin never reads: A_T of one target is the same run whatever
 #: the source and its noise, so the store trains it once and pairs it with every source
@@ -33,13 +43,32 @@ SOURCE_FIELDS = ("source", "eps_x", "eps_y", "label_map", "label_noise", "corrup
                  "source_size", "source_options")
 
 
-def run_config(method: Method, task: TransferTask, trainer: TrainerConfig) -> dict[str, Any]:
+def run_config(method: Method, task: TransferTask, trainer: TrainerConfig,
+               digest: Callable[[str], str] = path_digest) -> dict[str, Any]:
     """The canonical description of one training run (what the store hashes): the
-    :func:`~transferguard.identity.run_identity` of the method on the task."""
+    :func:`~transferguard.identity.run_identity` of the method on the task, plus the content
+    digest of every file it reads by name (``folder:`` domains, a ``pretrained`` checkpoint),
+    so that changing the images or the weights is another run, not a stale resumed one."""
     tconf = task.config()
     if method.source_free:
         tconf = {k: v for k, v in tconf.items() if k not in SOURCE_FIELDS}
-    return run_identity(method, trainer, task=tconf)
+    ident = run_identity(method, trainer, task=tconf)
+    content = {side: digest(tconf[side].split(":", 1)[1]) for side in ("source", "target")
+               if str(tconf.get(side, "")).startswith("folder:")}
+    pretrained = method.get_params().get("pretrained")
+    if isinstance(pretrained, str) and pretrained:
+        content["pretrained"] = digest(pretrained)
+    if content:
+        ident["content"] = content
+    return ident
+
+
+def pretrains_inline(method: Method) -> bool:
+    """Whether the method would pre-train a source network of its own (the runner gives it
+    the shared one from ``OUT/pretrained`` instead: the same network, trained once)."""
+    params = method.get_params()
+    return "pretrained" in params and not params["pretrained"] and not method.source_free \
+        and "pretrain_iterations" in params
 
 
 def method_extras(method: Method, task: TransferTask) -> dict[str, Any]:
@@ -55,31 +84,58 @@ def method_extras(method: Method, task: TransferTask) -> dict[str, Any]:
 
 class Runner:
     """Trains (method, task, seed) once per config: recorded in the store, reused on resume
-    and within one invocation (the twin shared by DANN and DANN+gate trains once)."""
+    and within one invocation (the twin shared by DANN and DANN+gate trains once).
+
+    ``work_dir`` (the run store's directory by default) holds the training checkpoints
+    (``checkpoints/``) and the shared pre-trained source networks (``pretrained/``).
+    """
 
     def __init__(self, store: RunStore, trainer: Trainer, experiment: str = "default",
-                 resume: bool = False, echo: Callable[[str], None] | None = None) -> None:
+                 resume: bool = False, echo: Callable[[str], None] | None = None, *,
+                 retry_failed: bool = False, work_dir: str | Path | None = None) -> None:
         self.store, self.trainer, self.experiment = store, trainer, experiment
-        self.resume, self.echo = resume, echo
+        self.resume, self.echo, self.retry_failed = resume, echo, retry_failed
+        self.work_dir = Path(work_dir) if work_dir is not None else store.path.parent
+        self.since = time.time()
         self._memo: dict[str, RunResult] = {}
         self.trained = 0
         self.reused = 0
 
     def __call__(self, method: Method, task: TransferTask, seed: int) -> RunResult:
         trainer = self.trainer.with_options(seed=seed)
-        config = run_config(method, task, trainer.config)
+        config = run_config(method, task, trainer.config, self.store.content_digest)
         key = config_key(config)
         if key in self._memo:
             return self._memo[key]
         t0 = time.perf_counter()
+        ckpt_dir = self.work_dir / "checkpoints" / key[:16]
 
         def train() -> dict[str, Any]:
-            result = trainer.run(method, task)
-            result.extra.update(method_extras(method, task))
+            m = method
+            if pretrains_inline(method):
+                p = method.get_params()
+                path = pretrained_checkpoint(
+                    task, trainer, self.work_dir / "pretrained", model=p["model"],
+                    model_options=p["model_options"], iterations=p["pretrain_iterations"],
+                    aux_weight=p.get("pretrain_aux_weight", 0.0),
+                    partition_seed=p.get("partition_seed", 0), seed=seed)
+                m = method.clone(pretrained=path)
+            every = max(1, trainer.config.iterations // 10)
+            tr = trainer.with_options(checkpoint_dir=str(ckpt_dir), checkpoint_every=every)
+            try:
+                result = tr.run(m, task, resume=True)
+            except CheckpointError:
+                if not ckpt_dir.exists():
+                    raise
+                shutil.rmtree(ckpt_dir, ignore_errors=True)  # unusable: train from scratch
+                result = tr.run(m.clone(), task)
+            result.extra.update(method_extras(m, task))
             return {**result.metrics(), "history": result.history}  # curves for the report
 
-        metrics, reused = self.store.run(config, train, experiment=self.experiment,
-                                         label=method.label, resume=self.resume)
+        metrics, reused = self.store.run(
+            config, train, experiment=self.experiment, label=method.label, resume=self.resume,
+            retry_failed=self.retry_failed, reuse=method.source_free, since=self.since)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
         result = RunResult(**metrics)
         self._memo[key] = result
         if reused:
@@ -102,43 +158,71 @@ class ExperimentResult:
     seconds: float = 0.0
     trained: int = 0
     reused: int = 0
+    #: what did not finish: {"method", "seed" (None for a whole NTG), "error"}
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, *,
-                   resume: bool = False, echo: Callable[[str], None] | None = None
-                   ) -> ExperimentResult:
-    """Run every method (and its twin when ``config.ntg``) for every seed."""
+                   resume: bool = False, retry_failed: bool = False,
+                   echo: Callable[[str], None] | None = None) -> ExperimentResult:
+    """Run every method (and its twin when ``config.ntg``) for every seed.
+
+    A run that fails is recorded (status ``failed``, with its error) and the others go on;
+    ``resume`` skips failed runs unless ``retry_failed``.
+    """
+    check_name(config.name)
     out = Path(out_dir or config.output or Path("runs") / config.name)
     store = RunStore(out)
     callbacks = make_loggers(config.loggers, base=out, experiment=config.name)
+    clean_stale_tmp(out)
     runner = Runner(store, Trainer(config.trainer, callbacks=callbacks), config.name, resume,
-                    echo)
+                    echo, retry_failed=retry_failed, work_dir=out)
     task = config.task.build(seed=config.seeds[0])
+    task.summary()  # loads the domains and draws the splits: bad data stops before any run
     t0 = time.perf_counter()
     result = ExperimentResult(config.name)
+
+    def attempt(method: Method, seed: int | None, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # recorded in the store; the other runs go on
+            result.failed.append({"method": method.label, "seed": seed,
+                                  "error": f"{type(exc).__name__}: {exc}"})
+            if echo:
+                echo(f"  {method.label}: FAILED: {exc}")
+
     for method in config.build_methods():
         if echo:
             echo(f"{method.label}: {task}")
         if config.ntg:
-            r = negative_transfer_gap(task, method, config.seeds, resplit=config.resplit,
-                                      run=runner)
-            result.ntg.append(r)
+            attempt(method, None, lambda m=method: result.ntg.append(negative_transfer_gap(
+                task, m, config.seeds, resplit=config.resplit, run=runner)))
         else:
             for seed in config.seeds:
                 t = task.with_seed(seed) if config.resplit else task
-                result.runs.append(runner(method.clone(), t, seed).metrics())
+                attempt(method, seed, lambda m=method, t=t, s=seed: result.runs.append(
+                    runner(m.clone(), t, s).metrics()))
     result.seconds = time.perf_counter() - t0
     result.trained, result.reused = runner.trained, runner.reused
     write_summary(result, out, config)
     return result
 
 
+def summary_paths(out: str | Path, name: str) -> tuple[Path, Path]:
+    """Where an experiment's summary goes: ``results-NAME.md`` and ``.json``."""
+    return Path(out) / f"results-{name}.md", Path(out) / f"results-{name}.json"
+
+
 def write_summary(result: ExperimentResult, out: Path, config: ExperimentConfig) -> None:
-    with atomic_write(out / "results.md", "w") as fh:
+    md, js = summary_paths(out, result.name)
+    with atomic_write(md, "w") as fh:
         fh.write(f"# {result.name}\n\n{experiment_table(result, markdown=True)}\n")
+        if result.failed:
+            fh.write(f"\n{failures_text(result.failed)}\n")
     payload = {"name": result.name, "config": config.to_dict(), "seconds": result.seconds,
-               "ntg": [r.to_dict() for r in result.ntg], "runs": result.runs}
-    with atomic_write(out / "results.json", "w") as fh:
+               "ntg": [r.to_dict() for r in result.ntg], "runs": result.runs,
+               "failed": result.failed}
+    with atomic_write(js, "w") as fh:
         json.dump(payload, fh, indent=2, default=str)
 
 

@@ -1,13 +1,22 @@
 """The run store: every run's config, status, metrics, timings and error text, in SQLite.
 
-One file (``runs.sqlite``) per output directory, standard library only. Each write is one
-transaction, so a process killed at any moment leaves either the previous row or the new
-one, never half of one. A run is keyed by the SHA-256 of its canonical config (JSON with
-sorted keys): the same config is the same run. With ``resume``, finished runs are skipped and
-anything else (``running`` rows left by a killed process, ``failed`` rows) is redone.
-Re-running a finished run (without ``resume``) never loses its result: the finished row
-stays as it is until the new run finishes and replaces it; if the new run fails, the row
-keeps the old metrics and records the failure in ``error``.
+One file (``runs.sqlite``) per output directory, standard library only, in WAL mode with a
+busy timeout, each write one short transaction: a process killed at any moment leaves either
+the previous row or the new one, never half of one, and several processes can share a store.
+A run is keyed by the SHA-256 of its canonical config (JSON with sorted keys): the same config
+is the same run.
+
+A run is *claimed* before it trains (:meth:`RunStore.claim`, one ``BEGIN IMMEDIATE``
+transaction): a second process that reaches a run another live process is training waits for
+its result instead of training it again. With ``resume``, finished runs are skipped, runs
+left ``running`` by a killed process and runs interrupted by Ctrl-C or SIGTERM are redone,
+and runs that *failed* (an error in the run itself, which would fail again) are skipped
+unless ``retry_failed``. Without ``resume`` a finished run is trained again, unless it
+finished after ``since`` (the caller's start: a concurrent invocation's fresh result) or
+``reuse`` is set (a source-free twin, shared by every method of a target).
+Re-running a finished run never loses its result: the finished row stays as it is until the
+new run finishes and replaces it; if the new run fails, the row keeps the old metrics and
+records the failure in ``error``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..errors import TransferGuardError
 
 STATUSES = ("running", "finished", "failed")
 #: bump when training semantics change, so stale results are not resumed as if current
@@ -47,6 +57,8 @@ CREATE TABLE IF NOT EXISTS runs (
     version     TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment);
+CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, stamp TEXT NOT NULL,
+                                    digest TEXT NOT NULL);
 """
 
 
@@ -74,45 +86,133 @@ class RunRecord:
     version: str | None
 
 
+#: the error text of a run stopped by Ctrl-C or SIGTERM (redone by ``resume``, not skipped)
+INTERRUPTED = "interrupted"
+#: a ``running`` row of another host older than this is taken as abandoned (no pid check there)
+STALE_REMOTE_SECONDS = 24 * 3600
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class RunFailedBefore(TransferGuardError):
+    """``resume`` met a run that failed in an earlier invocation (it is not retried)."""
+
+
+def _alive(host: str | None, pid: int | None, started: float) -> bool:
+    """Whether the process that claimed a row may still be training it."""
+    if host != socket.gethostname():
+        return time.time() - started < STALE_REMOTE_SECONDS
+    if not pid or pid == os.getpid():
+        return False  # our own stale claim (this process is not training it twice)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_interrupted(rec: RunRecord) -> bool:
+    return rec.status == "failed" and (rec.error or "").startswith(INTERRUPTED)
+
+
 class RunStore:
     """``RunStore(dir_or_file)``; a directory gets ``runs.sqlite`` inside it."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         p = Path(path)
-        if p.suffix not in (".sqlite", ".db"):
+        if p.suffix not in (".sqlite", ".db") and not p.is_file():
             p.mkdir(parents=True, exist_ok=True)
             p = p / "runs.sqlite"
         else:
             p.parent.mkdir(parents=True, exist_ok=True)
         self.path = p
-        with self._connect() as con:
-            con.executescript(_SCHEMA)
+        if p.is_dir():
+            raise TransferGuardError(f"{p} is a directory, not a run store file.")
+        if p.exists() and p.stat().st_size > 0:
+            with open(p, "rb") as fh:
+                if fh.read(16) != _SQLITE_MAGIC:
+                    raise TransferGuardError(
+                        f"{p} is not a transferguard run store (not an SQLite database); give "
+                        "the --out directory of a run, or move the file away.")
+        try:
+            con = sqlite3.connect(self.path, timeout=60)
+            try:
+                con.execute("PRAGMA busy_timeout=60000")
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise TransferGuardError(f"{p} is not a usable run store ({exc}); give the --out "
+                                     "directory of a run, or move the file away.") from None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=60)
+    def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """One short transaction: committed on success, rolled back on error.
+        ``immediate`` takes the write lock at once (read-then-write without a race)."""
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
+            con.execute("PRAGMA busy_timeout=60000")
             con.execute("PRAGMA journal_mode=WAL")
-            with con:  # one transaction: committed on success, rolled back on error
+            con.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
                 yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
         finally:
             con.close()
 
     # ------------------------------------------------------------------ writes
     def start(self, key: str, experiment: str, label: str, config: dict[str, Any]) -> None:
-        """Record a run as running; a finished row is left untouched (see the module doc)."""
+        """Record a run as running; a finished row keeps its result (see the module doc)."""
         with self._connect() as con:
-            con.execute(
-                "INSERT INTO runs (key, experiment, label, config, status, metrics, "
-                "error, started_at, finished_at, seconds, host, pid, version) "
-                "VALUES (?, ?, ?, ?, 'running', NULL, NULL, ?, NULL, NULL, ?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET status='running', metrics=NULL, error=NULL, "
-                "started_at=excluded.started_at, finished_at=NULL, seconds=NULL, "
-                "host=excluded.host, pid=excluded.pid, version=excluded.version "
-                "WHERE runs.status != 'finished'",
-                (key, experiment, label, json.dumps(config, sort_keys=True, default=str),
-                 time.time(), socket.gethostname(), os.getpid(), __version__),
-            )
+            self._claim_row(con, key, experiment, label, config)
+
+    @staticmethod
+    def _claim_row(con: sqlite3.Connection, key: str, experiment: str, label: str,
+                   config: dict[str, Any]) -> None:
+        con.execute(
+            "INSERT INTO runs (key, experiment, label, config, status, metrics, "
+            "error, started_at, finished_at, seconds, host, pid, version) "
+            "VALUES (?, ?, ?, ?, 'running', NULL, NULL, ?, NULL, NULL, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET "
+            "status=CASE WHEN runs.status='finished' THEN 'finished' ELSE 'running' END, "
+            "metrics=CASE WHEN runs.status='finished' THEN runs.metrics ELSE NULL END, "
+            "finished_at=CASE WHEN runs.status='finished' THEN runs.finished_at ELSE NULL END, "
+            "seconds=CASE WHEN runs.status='finished' THEN runs.seconds ELSE NULL END, "
+            "error=NULL, started_at=excluded.started_at, host=excluded.host, "
+            "pid=excluded.pid, version=excluded.version",
+            (key, experiment, label, json.dumps(config, sort_keys=True, default=str),
+             time.time(), socket.gethostname(), os.getpid(), __version__),
+        )
+
+    def claim(self, key: str, experiment: str, label: str, config: dict[str, Any], *,
+              resume: bool = False, retry_failed: bool = False, reuse: bool = False,
+              since: float | None = None) -> tuple[str, RunRecord | None]:
+        """Decide, in one locked transaction, what to do with a run: ``("train", None)`` (the
+        run is now ours), ``("reuse", rec)``, ``("busy", rec)`` (another live process is
+        training it: wait) or ``("failed", rec)`` (failed before; skipped by ``resume``)."""
+        with self._connect(immediate=True) as con:
+            row = con.execute("SELECT * FROM runs WHERE key=?", (key,)).fetchone()
+            rec = _record(row) if row else None
+            if rec is not None:
+                rerun = rec.status == "finished" and rec.error is None and \
+                    rec.finished_at is not None and rec.started_at > rec.finished_at
+                if (rec.status == "running" or rerun) and \
+                        _alive(rec.host, rec.pid, rec.started_at):
+                    return "busy", rec
+                if rec.status == "finished" and rec.metrics is not None and (
+                        resume or reuse or (since is not None and rec.finished_at is not None
+                                            and rec.finished_at >= since)):
+                    return "reuse", rec
+                if rec.status == "failed" and resume and not retry_failed and \
+                        not is_interrupted(rec):
+                    return "failed", rec
+            self._claim_row(con, key, experiment, label, config)
+        return "train", None
 
     def finish(self, key: str, metrics: dict[str, Any], seconds: float) -> None:
         with self._connect() as con:
@@ -133,6 +233,30 @@ class RunStore:
                 "UPDATE runs SET error=? WHERE key=? AND status = 'finished'",
                 (f"a later re-run failed: {error}", key),
             )
+
+    # ------------------------------------------------------------------ content digests
+    def content_digest(self, path: str | os.PathLike[str]) -> str:
+        """A digest of a file's or a folder tree's contents, for run keys.
+
+        Cheap when nothing changed: the sizes and modification times of the files are
+        compared with the last time (kept in the store); only when they differ are the
+        contents hashed again.
+        """
+        p = Path(path).expanduser().resolve()
+        files = _files(p)
+        stamp = hashlib.sha256(json.dumps(
+            [[str(f.relative_to(p)) if f != p else "", s.st_size, s.st_mtime_ns]
+             for f, s in files]).encode()).hexdigest()
+        with self._connect() as con:
+            row = con.execute("SELECT stamp, digest FROM digests WHERE path=?",
+                              (str(p),)).fetchone()
+        if row and row[0] == stamp:
+            return row[1]
+        digest = path_digest(p)
+        with self._connect() as con:
+            con.execute("INSERT OR REPLACE INTO digests (path, stamp, digest) VALUES (?, ?, ?)",
+                        (str(p), stamp, digest))
+        return digest
 
     # ------------------------------------------------------------------ reads
     def get(self, key: str) -> RunRecord | None:
@@ -157,27 +281,65 @@ class RunStore:
 
     # ------------------------------------------------------------------ the one entry point
     def run(self, config: dict[str, Any], fn: Callable[[], dict[str, Any]], *,
-            experiment: str = "default", label: str = "", resume: bool = False
-            ) -> tuple[dict[str, Any], bool]:
+            experiment: str = "default", label: str = "", resume: bool = False,
+            retry_failed: bool = False, reuse: bool = False, since: float | None = None,
+            poll: float = 1.0) -> tuple[dict[str, Any], bool]:
         """Run ``fn`` for ``config`` and record it; return (metrics, reused).
 
-        With ``resume`` a finished run with the same config is not run again: its stored
-        metrics come back with ``reused=True``. A failure is recorded and re-raised.
+        See the module doc for ``resume``, ``retry_failed``, ``reuse`` and ``since``. While
+        another live process trains the same run, this waits (``poll`` seconds apart) and
+        returns its result. A failure is recorded and re-raised; a failure recorded earlier
+        and skipped raises :class:`RunFailedBefore`.
         """
         key = config_key(config)
-        if resume:
-            old = self.get(key)
-            if old is not None and old.status == "finished" and old.metrics is not None:
-                return old.metrics, True
-        self.start(key, experiment, label, config)
+        while True:
+            what, rec = self.claim(key, experiment, label, config, resume=resume,
+                                   retry_failed=retry_failed, reuse=reuse, since=since)
+            if what == "busy":
+                # what the other process finishes from now on is fresh: take it
+                since = min(since, time.time()) if since is not None else time.time()
+                time.sleep(poll)
+                continue
+            if what == "reuse":
+                return rec.metrics, True
+            if what == "failed":
+                raise RunFailedBefore(
+                    f"{label or key[:12]} failed in an earlier run ({rec.error}); it is "
+                    "skipped: pass --retry-failed (retry_failed=True) to train it again.")
+            break  # ours now (also when the process we waited for failed or died)
         t0 = time.perf_counter()
         try:
             metrics = fn()
+        except KeyboardInterrupt as exc:
+            self.fail(key, f"{INTERRUPTED} ({type(exc).__name__}: {exc})",
+                      time.perf_counter() - t0)
+            raise
         except BaseException as exc:
             self.fail(key, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
             raise
         self.finish(key, metrics, time.perf_counter() - t0)
         return metrics, False
+
+
+def _files(p: Path) -> list[tuple[Path, os.stat_result]]:
+    if p.is_file():
+        return [(p, p.stat())]
+    if not p.is_dir():
+        raise TransferGuardError(f"{p} does not exist; its contents define the run.")
+    return [(f, f.stat()) for f in sorted(p.rglob("*")) if f.is_file()]
+
+
+def path_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (24 hex digits) of a file's bytes, or of a folder tree's relative file names
+    and bytes (uncached; :meth:`RunStore.content_digest` caches it by sizes and mtimes)."""
+    p = Path(path).expanduser().resolve()
+    h = hashlib.sha256()
+    for f, _ in _files(p):
+        h.update(str(f.relative_to(p)).encode() + b"\0" if f != p else b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:24]
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:

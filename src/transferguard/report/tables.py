@@ -11,8 +11,8 @@ from typing import Any
 from ..utils import format_table
 
 __all__ = ["active_table", "collapse_flag", "cutpoint_table", "experiment_table",
-           "format_table", "harmful_summary", "interval_text", "ntg_cell", "ntg_table",
-           "safe_summary", "signed", "task_line"]
+           "failures_text", "format_table", "harmful_summary", "interval_text", "ntg_cell",
+           "ntg_table", "safe_summary", "signed", "task_line"]
 
 
 def collapse_flag(r: Any) -> str:
@@ -144,3 +144,13 @@ def safe_summary(result: Any) -> str:
             f"{result.twin_test_accuracy:.1f}). Validation ({c.n_val} samples): "
             f"{result.method} {result.method_val_accuracy:.1f}, {result.twin} "
             f"{result.twin_val_accuracy:.1f}; {c.reason}.")
+
+
+def failures_text(failed: Sequence[dict[str, Any]]) -> str:
+    """The runs of an experiment that did not finish, one line each, with what to do."""
+    lines = [f"{len(failed)} failed (recorded in runs.sqlite; `--resume` skips them, "
+             "`--resume --retry-failed` trains them again):"]
+    for f in failed:
+        seed = "" if f.get("seed") is None else f" seed {f['seed']}"
+        lines.append(f"- {f['method']}{seed}: {f['error']}")
+    return "\n".join(lines)
