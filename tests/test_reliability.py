@@ -54,7 +54,8 @@ def test_a_failed_run_is_recorded_the_others_go_on_and_resume_skips_it(tmp_path)
     assert len(res.failed) == 1 and "CheckpointError" in res.failed[0]["error"]
     assert "1 failed" in (out / "results-rel.md").read_text()
     by_label = {r.label: r.status for r in RunStore(out).records()}
-    assert by_label == {"target_only": "finished", "finetune": "failed", "joint": "finished"}
+    assert by_label == {"target_only": "finished", "finetune(pretrained=corrupt.pt)": "failed",
+                        "joint": "finished"}
     again = run_experiment(cfg, out, resume=True)  # skipped, not retried, not fatal
     assert again.trained == 0 and "earlier run" in again.failed[0]["error"]
     retry = run_experiment(cfg, out, resume=True, retry_failed=True)

@@ -577,6 +577,9 @@ class StreamingTask(TransferTask):
         k = tgt.num_classes
         g = make_generator(derive_seed(self.seed, "split"))
         test_idx, pool_idx = stratified_split(tgt.labels, self.test_fraction, g, k)
+        if self.labeled_per_class is not None:  # not yet shared with TransferTask's split code
+            raise DataError("labeled_per_class is not supported for streamed folder domains yet; "
+                            "give labeled_percent instead (or load the folder in memory).")
         lab_pos, unl_pos = stratified_split(tgt.labels[pool_idx], self.labeled_percent / 100.0,
                                             g, k, min_per_class=1)
         lab_idx, unl_idx = pool_idx[lab_pos], pool_idx[unl_pos]
@@ -603,7 +606,8 @@ class StreamingTask(TransferTask):
             "target_labeled": take(tr_idx, "target_labeled"),
             "target_unlabeled": take(unl_idx, "target_unlabeled", labeled=False),
             "target_val": take(val_idx, "target_val"),
-            "target_test": take(test_idx, "target_test"),
+            "target_test": take(test_idx, "target_test"), "notes": [],
+            "effective_labeled_percent": 100.0 * len(lab_idx) / max(1, len(pool_idx)),
         }
 
     def _aligned(self, src: FolderIndex, tgt: FolderIndex) -> tuple[torch.Tensor, torch.Tensor]:
