@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ...data import Batch, TrainData
+from ...engine.checkpoint import load_error_text
 from ...engine.types import StepOutput
 from ...errors import CheckpointError
 from ...utils import derive_seed
@@ -137,7 +138,9 @@ def load_model_state(path: str) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"pre-trained checkpoint {path} does not exist.") from None
     except Exception as exc:
-        raise CheckpointError(f"could not read pre-trained checkpoint {path}: {exc}") from exc
+        raise CheckpointError(
+            f"could not read pre-trained checkpoint {path}: {load_error_text(exc)}. Do not load "
+            "it with weights_only=False unless you wrote it yourself.") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not any(str(k).startswith("backbone.") for k in state):

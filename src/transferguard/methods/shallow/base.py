@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ...data import Split, TrainData, iterate_batches
-from ...errors import CheckpointError, ConfigError
+from ...errors import ConfigError
 from ...models import TransferModel, create_model
 from ..base import Method
 
@@ -180,17 +180,9 @@ class ShallowMethod(Method):
 
 
 def _backbone_state(path: str, model: str) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"pre-trained checkpoint {path} does not exist.") from None
-    except Exception as exc:
-        raise CheckpointError(f"could not read pre-trained checkpoint {path}: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    backbone = {k.removeprefix("backbone."): v for k, v in state.items()
-                if str(k).startswith("backbone.")} if isinstance(state, dict) else {}
-    if not backbone:
-        raise CheckpointError(f"{path} has no 'backbone.*' weights for model {model!r}; save one "
-                              "with Trainer.save_checkpoint or torch.save(model.state_dict()).")
-    return backbone
+    """The ``backbone.*`` weights of a model checkpoint, without the prefix."""
+    from ..finetuning.finetune import load_model_state
+
+    state = load_model_state(path)  # refuses files without 'backbone.*' keys
+    return {k.removeprefix("backbone."): v for k, v in state.items()
+            if str(k).startswith("backbone.")}
