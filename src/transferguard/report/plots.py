@@ -26,6 +26,18 @@ def _pyplot():
     return plt
 
 
+def finish_curves(fig, ax, path: str | os.PathLike[str], xlabel: str, ylabel: str,
+                  title: str = "") -> None:
+    """The common end of a curve plot: axis labels, optional title, legend, grid, save."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
 def save_figure(fig, path: str | os.PathLike[str], dpi: int = 120) -> None:
     """Save a matplotlib figure atomically (format from the suffix) and close it."""
     buf = io.BytesIO()
@@ -112,13 +124,8 @@ def cutpoint_plot(result, path: str | os.PathLike[str], title: str = "") -> None
     ax.set_xticks(ks)
     ax.set_xticklabels(["0"] + [f"{k}\n{b}" for k, b in zip(ks[1:], result.blocks)],
                        fontsize=7)
-    ax.set_xlabel("blocks transferred from the source (k)")
-    ax.set_ylabel("target test accuracy (%)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    finish_curves(fig, ax, path, "blocks transferred from the source (k)",
+                  "target test accuracy (%)", title)
 
 
 def matrix_heatmap(result, path: str | os.PathLike[str], views: Sequence[str] = ("raw", "row"),
@@ -261,10 +268,4 @@ def active_curves(result, path: str | os.PathLike[str], title: str = "") -> None
         ax.plot(x, mean, "o-", ms=3, label=s)
         if all(not math.isnan(p["low"]) for p in c):
             ax.fill_between(x, [p["low"] for p in c], [p["high"] for p in c], alpha=0.15)
-    ax.set_xlabel("target labels queried")
-    ax.set_ylabel("target test accuracy (%)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    finish_curves(fig, ax, path, "target labels queried", "target test accuracy (%)", title)
