@@ -73,6 +73,31 @@ def test_same_protocol_and_splits_as_the_in_memory_task(office):
     assert streamed.config() != _task(office, loader=LoaderOptions(augment=False)).config()
 
 
+@pytest.mark.parametrize("settings", [
+    {"labeled_per_class": 3, "eps_y": 0.5, "label_noise": "pairflip"},
+    {"labeled_percent": 40, "eps_y": 0.6, "label_noise": "permute", "source_size": 30},
+])
+def test_streamed_splits_and_asymmetric_noise_match_in_memory(office, settings):
+    """One split protocol and one label-noise implementation serve both kinds of task."""
+    settings = {"labeled_percent": 50, **settings}
+    streamed = StreamingTask(f"folder:{office / 'amazon'}", f"folder:{office / 'webcam'}",
+                             spec=SPEC, seed=4, loader=LoaderOptions(num_workers=0), **settings)
+    in_memory = tg.TransferTask(f"folder:{office / 'amazon'}", f"folder:{office / 'webcam'}",
+                                spec=SPEC, seed=4, **settings)
+    a, b = streamed.train_data(), in_memory.train_data()
+    for name in ("source", "target_labeled", "target_unlabeled", "target_val"):
+        assert torch.equal(getattr(a, name).indices, getattr(b, name).indices)
+    assert torch.equal(streamed.test_split().indices, in_memory.test_split().indices)
+    pa, pb = streamed.perturbation, in_memory.perturbation
+    assert torch.equal(pa.labels, pb.labels) and torch.equal(pa.y_mask, pb.y_mask)
+    wrong = pa.label_flipped
+    assert torch.equal(wrong, pa.y_mask)  # asymmetric noise never keeps the true label
+    # every wrong label of a class goes to the same other class
+    for c in range(len(CLASSES)):
+        assert len(set(pa.labels[wrong & (pa.clean_labels == c)].tolist())) <= 1
+    assert streamed.summary() == in_memory.summary()
+
+
 def test_stream_is_the_same_with_and_without_workers_and_resumes_exactly(office):
     split = _task(office).train_data().source
     assert isinstance(split, FileSplit)

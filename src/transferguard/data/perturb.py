@@ -101,6 +101,15 @@ def perturb_source(
     idx = torch.nonzero(x_mask).flatten()
     if idx.numel():
         new_images[idx] = corrupt_images(images[idx], generator, corruptions, salt_pepper)
+    new_labels = noisy_labels(labels, y_mask, num_classes, label_noise, generator)
+    return Perturbation(new_images, new_labels, labels.clone(), x_mask, y_mask)
+
+
+def noisy_labels(labels: torch.Tensor, y_mask: torch.Tensor, num_classes: int,
+                 label_noise: str, generator: torch.Generator) -> torch.Tensor:
+    """``labels`` with the ``y_mask``-ed ones redrawn by ``label_noise`` (see the module
+    docstring); the one place the label noise kinds are implemented, for in-memory and
+    streamed sources alike."""
     new_labels = labels.clone()
     k = int(y_mask.sum())
     if k and num_classes > 1:
@@ -108,11 +117,31 @@ def perturb_source(
             drawn = torch.randint(0, num_classes, (k,), generator=generator)
         elif label_noise in ("pairflip", "permute"):
             drawn = noise_class_map(num_classes, label_noise, generator)[labels[y_mask]]
-        else:
+        elif label_noise == "flip":
             offset = torch.randint(1, num_classes, (k,), generator=generator)
             drawn = (labels[y_mask] + offset) % num_classes
+        else:
+            raise DataError(f"label_noise must be one of {LABEL_NOISE}, got {label_noise!r}.")
         new_labels[y_mask] = drawn
-    return Perturbation(new_images, new_labels, labels.clone(), x_mask, y_mask)
+    return new_labels
+
+
+def perturb_labels(labels: torch.Tensor, num_classes: int, eps_x: float, eps_y: float,
+                   generator: torch.Generator, *, label_noise: str = "uniform") -> Perturbation:
+    """The ε_x / ε_y draws of :func:`perturb_source` without the pixels: the corruption mask
+    and the noisy labels, for a source whose images are decoded (and corrupted) later.
+
+    The returned :class:`Perturbation` holds an empty image tensor of shape (N, 0, 0, 0). The
+    masks are drawn as in :func:`perturb_source`; the redrawn labels can differ from an
+    in-memory source's when ε_x > 0, since that one corrupts its pixels (consuming the
+    generator) before it draws labels.
+    """
+    n = len(labels)
+    x_mask = torch.rand(n, generator=generator) < eps_x
+    y_mask = torch.rand(n, generator=generator) < eps_y
+    new_labels = noisy_labels(labels, y_mask, num_classes, label_noise, generator)
+    empty = torch.empty((n, 0, 0, 0), dtype=torch.uint8)
+    return Perturbation(empty, new_labels, labels.clone(), x_mask, y_mask)
 
 
 def noise_class_map(num_classes: int, kind: str, generator: torch.Generator) -> torch.Tensor:

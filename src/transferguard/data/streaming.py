@@ -51,9 +51,9 @@ from ..errors import DataError
 from ..utils import cache_dir, derive_seed, make_generator
 from .batching import Batch, BatchStream, iterate_batches
 from .domain import InputSpec
-from .perturb import CORRUPTIONS, LABEL_NOISE, Perturbation, corrupt_images
-from .splits import Split, stratified_split
-from .task import TransferTask
+from .perturb import CORRUPTIONS, corrupt_images, perturb_labels
+from .splits import Split
+from .task import TransferTask, draw_target_splits, label_mapping, subsample_source
 from .user import IMAGE_SUFFIXES
 
 #: the eval resize of the ImageNet recipe: shorter side size / 0.875 (256 for 224), then crop
@@ -562,32 +562,13 @@ class StreamingTask(TransferTask):
         src = FolderIndex.scan(self.source_name.split(":", 1)[1])
         tgt = FolderIndex.scan(self.target_name.split(":", 1)[1])
         src_pos, src_labels = self._aligned(src, tgt)
-        if self.source_size is not None and self.source_size < len(src_pos):
-            if self.source_size < tgt.num_classes:
-                raise DataError(f"source_size={self.source_size} is below the number of classes "
-                                f"({tgt.num_classes}); give at least one sample per class.")
-            g = make_generator(derive_seed(self.seed, "source_size"))
-            keep, _ = stratified_split(src_labels, self.source_size / len(src_pos), g,
-                                       tgt.num_classes, total=self.source_size)
-            keep = keep.sort().values
+        keep = subsample_source(src_labels, self.task_spec, tgt.num_classes)
+        if keep is not None:
             src_pos, src_labels = src_pos[keep], src_labels[keep]
         g = make_generator(derive_seed(self.seed, "perturb"))
         pert = perturb_labels(src_labels, tgt.num_classes, self.eps_x, self.eps_y, g,
-                              label_noise=self.label_noise, corruptions=self.corruptions)
-        k = tgt.num_classes
-        g = make_generator(derive_seed(self.seed, "split"))
-        test_idx, pool_idx = stratified_split(tgt.labels, self.test_fraction, g, k)
-        if self.labeled_per_class is not None:  # not yet shared with TransferTask's split code
-            raise DataError("labeled_per_class is not supported for streamed folder domains yet; "
-                            "give labeled_percent instead (or load the folder in memory).")
-        lab_pos, unl_pos = stratified_split(tgt.labels[pool_idx], self.labeled_percent / 100.0,
-                                            g, k, min_per_class=1)
-        lab_idx, unl_idx = pool_idx[lab_pos], pool_idx[unl_pos]
-        val_pos, tr_pos = stratified_split(tgt.labels[lab_idx], self.val_fraction, g, k,
-                                           keep_one=True)
-        val_idx, tr_idx = lab_idx[val_pos], lab_idx[tr_pos]
-        if self.unlabeled == "pool":
-            unl_idx = torch.cat([unl_idx, tr_idx])
+                              label_noise=self.label_noise)
+        splits = draw_target_splits(self.task_spec, tgt.labels, tgt.num_classes, tgt.name)
         spec, opts = self.spec, self.loader
         source = FileSplit(
             "source", tuple(src.files[i] for i in src_pos.tolist()),
@@ -603,34 +584,21 @@ class StreamingTask(TransferTask):
         return {
             "source_domain": src, "target_domain": tgt, "perturbation": pert,
             "source": source,
-            "target_labeled": take(tr_idx, "target_labeled"),
-            "target_unlabeled": take(unl_idx, "target_unlabeled", labeled=False),
-            "target_val": take(val_idx, "target_val"),
-            "target_test": take(test_idx, "target_test"), "notes": [],
-            "effective_labeled_percent": 100.0 * len(lab_idx) / max(1, len(pool_idx)),
+            "target_labeled": take(splits.train, "target_labeled"),
+            "target_unlabeled": take(splits.unlabeled, "target_unlabeled", labeled=False),
+            "target_val": take(splits.val, "target_val"),
+            "target_test": take(splits.test, "target_test"),
+            "notes": self._label_notes(splits.labeled_count, splits.pool_count, len(splits.val),
+                                       tgt.num_classes),
+            "effective_labeled_percent": splits.effective_labeled_percent,
         }
 
     def _aligned(self, src: FolderIndex, tgt: FolderIndex) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions of the source files kept and their labels in the target's label space."""
         everything = torch.arange(len(src))
-        if self.label_map is None:
-            if src.classes != tgt.classes:
-                raise DataError(
-                    f"source {src.name!r} has {src.num_classes} classes {list(src.classes)[:12]} "
-                    f"and target {tgt.name!r} has {tgt.num_classes} classes "
-                    f"{list(tgt.classes)[:12]}; they must share the label space. Pass "
-                    "label_map={source_class: target_class} to map them (unmapped source "
-                    "classes are dropped)."
-                )
+        mapping = label_mapping(src, tgt, self.label_map)
+        if mapping is None:
             return everything, src.labels
-        bad_src = sorted(set(self.label_map) - set(src.classes))
-        bad_tgt = sorted(set(self.label_map.values()) - set(tgt.classes))
-        if bad_src or bad_tgt:
-            raise DataError(f"label_map names unknown classes: source {bad_src} (valid: "
-                            f"{list(src.classes)}), target {bad_tgt} (valid: {list(tgt.classes)}).")
-        mapping = torch.full((src.num_classes,), -1, dtype=torch.long)
-        for s_name, t_name in self.label_map.items():
-            mapping[src.classes.index(s_name)] = tgt.classes.index(t_name)
         keep = torch.nonzero(mapping[src.labels] >= 0).flatten()
         return everything[keep], mapping[src.labels[keep]]
 
@@ -643,36 +611,3 @@ def _folder_name(name: Any, role: str) -> str:
     raise DataError(f"StreamingTask streams image folders; the {role} {name!r} is not one. "
                     "Give 'folder:PATH' (PATH/<class>/<image>), or use TransferTask for "
                     "built-in and torchvision domains (they fit in memory).")
-
-
-def perturb_labels(labels: torch.Tensor, num_classes: int, eps_x: float, eps_y: float,
-                   generator: torch.Generator, *, label_noise: str = "uniform",
-                   corruptions: tuple[str, ...] = CORRUPTIONS) -> Perturbation:
-    """ε_x / ε_y draws of :func:`~transferguard.data.perturb_source` without the pixels: the
-    corruption mask and the noisy labels (the images are corrupted when they are decoded).
-
-    The returned :class:`~transferguard.data.Perturbation` holds an empty image tensor of
-    shape (N, 0, 0, 0): a streamed source has no pixels in memory.
-    """
-    if label_noise not in LABEL_NOISE:
-        raise DataError(f"label_noise must be one of {LABEL_NOISE}, got {label_noise!r}.")
-    unknown = set(corruptions) - set(CORRUPTIONS)
-    if unknown:
-        raise DataError(f"unknown corruptions {sorted(unknown)}; choose from {CORRUPTIONS}.")
-    if eps_x > 0 and not corruptions:
-        raise DataError(f"eps_x={eps_x} asks for corrupted images, but corruptions is empty; "
-                        f"name at least one of {CORRUPTIONS}, or set eps_x=0.")
-    n = len(labels)
-    x_mask = torch.rand(n, generator=generator) < eps_x
-    y_mask = torch.rand(n, generator=generator) < eps_y
-    new_labels = labels.clone()
-    k = int(y_mask.sum())
-    if k and num_classes > 1:
-        if label_noise == "uniform":
-            drawn = torch.randint(0, num_classes, (k,), generator=generator)
-        else:
-            offset = torch.randint(1, num_classes, (k,), generator=generator)
-            drawn = (labels[y_mask] + offset) % num_classes
-        new_labels[y_mask] = drawn
-    empty = torch.empty((n, 0, 0, 0), dtype=torch.uint8)
-    return Perturbation(empty, new_labels, labels.clone(), x_mask, y_mask)

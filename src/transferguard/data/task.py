@@ -80,6 +80,88 @@ def per_class(labels: torch.Tensor, count: int, generator: torch.Generator,
     return torch.cat(chosen).sort().values, torch.cat(rest).sort().values
 
 
+@dataclasses.dataclass(frozen=True)
+class TargetSplits:
+    """Target-domain indices of the protocol's splits (steps 3-5 of the module docstring)."""
+
+    test: torch.Tensor
+    train: torch.Tensor  # the labeled target that trains
+    val: torch.Tensor
+    unlabeled: torch.Tensor
+    labeled_count: int  # train + val
+    pool_count: int
+
+    @property
+    def effective_labeled_percent(self) -> float:
+        return 100.0 * self.labeled_count / max(1, self.pool_count)
+
+
+def draw_target_splits(spec: TaskSpec, labels: torch.Tensor, num_classes: int,
+                       target_name: str) -> TargetSplits:
+    """Test / labeled / validation / unlabeled indices of a target with ``labels``, drawn from
+    ``spec``'s seed. The one implementation of the split protocol: in-memory and streamed
+    tasks both call it, so the same folder gives the same splits either way."""
+    k = num_classes
+    g = make_generator(derive_seed(spec.seed, "split"))
+    test_idx, pool_idx = stratified_split(labels, spec.test_fraction, g, k)
+    if len(test_idx) == 0 or len(pool_idx) == 0:
+        need = _images_per_class(spec.test_fraction)
+        counts = torch.bincount(labels, minlength=k).tolist()
+        raise DataError(
+            f"target {target_name!r} ({len(labels)} images, {min(counts)} to {max(counts)} per "
+            f"class) leaves the {'test' if len(test_idx) == 0 else 'training'} split empty "
+            f"at test_fraction={spec.test_fraction:g}: a class needs at least {need} images "
+            f"(one for the test split, one labeled for training) and {need + 1} or more "
+            "for a validation image too. Add images to the target, or change "
+            "test_fraction.")
+    if spec.labeled_per_class is not None:
+        lab_pos, unl_pos = per_class(labels[pool_idx], spec.labeled_per_class, g, k)
+    else:
+        lab_pos, unl_pos = stratified_split(
+            labels[pool_idx], spec.labeled_percent / 100.0, g, k, min_per_class=1
+        )
+    lab_idx, unl_idx = pool_idx[lab_pos], pool_idx[unl_pos]
+    val_pos, tr_pos = stratified_split(labels[lab_idx], spec.val_fraction, g, k, keep_one=True)
+    val_idx, tr_idx = lab_idx[val_pos], lab_idx[tr_pos]
+    if spec.unlabeled == "pool":
+        unl_idx = torch.cat([unl_idx, tr_idx])
+    return TargetSplits(test_idx, tr_idx, val_idx, unl_idx, len(lab_idx), len(pool_idx))
+
+
+def subsample_source(labels: torch.Tensor, spec: TaskSpec, num_classes: int) -> torch.Tensor | None:
+    """Sorted positions of the ``source_size`` source samples kept (stratified), or None when
+    the whole source is kept."""
+    size = spec.source_size
+    if size is None or size >= len(labels):
+        return None
+    if size < num_classes:
+        raise DataError(f"source_size={size} is below the number of classes "
+                        f"({num_classes}); give at least one sample per class.")
+    g = make_generator(derive_seed(spec.seed, "source_size"))
+    keep, _ = stratified_split(labels, size / len(labels), g, num_classes, total=size)
+    return keep.sort().values
+
+
+def label_mapping(src: Any, tgt: Any, label_map: dict[str, str] | None) -> torch.Tensor | None:
+    """Source class index -> target class index (-1: dropped), or None when the two label
+    spaces are the same. ``src`` / ``tgt`` have ``name``, ``classes`` and ``num_classes``."""
+    if label_map is None:
+        if tuple(src.classes) != tuple(tgt.classes):
+            raise DataError(label_mismatch(src, tgt))
+        return None
+    bad_src = sorted(set(label_map) - set(src.classes))
+    bad_tgt = sorted(set(label_map.values()) - set(tgt.classes))
+    if bad_src or bad_tgt:
+        raise DataError(
+            f"label_map names unknown classes: source {bad_src} (valid: "
+            f"{list(src.classes)}), target {bad_tgt} (valid: {list(tgt.classes)})."
+        )
+    mapping = torch.full((src.num_classes,), -1, dtype=torch.long)
+    for s_name, t_name in label_map.items():
+        mapping[list(src.classes).index(s_name)] = list(tgt.classes).index(t_name)
+    return mapping
+
+
 class TransferTask:
     """Source + target + protocol. See the module docstring for the construction.
 
@@ -155,46 +237,17 @@ class TransferTask:
         tgt = load_domain(self.task_spec.target, size=self.spec.size, **self.target_options)
         src, tgt = src.convert(self.spec), tgt.convert(self.spec)
         src = self._align_labels(src, tgt)
-        if self.source_size is not None and self.source_size < len(src):
-            if self.source_size < src.num_classes:
-                raise DataError(f"source_size={self.source_size} is below the number of classes "
-                                f"({src.num_classes}); give at least one sample per class.")
-            g = make_generator(derive_seed(self.seed, "source_size"))
-            keep, _ = stratified_split(src.labels, self.source_size / len(src), g, src.num_classes,
-                                       total=self.source_size)
-            src = src.subset(keep.sort().values)
+        keep = subsample_source(src.labels, self.task_spec, src.num_classes)
+        if keep is not None:
+            src = src.subset(keep)
         k = tgt.num_classes
-        g = make_generator(derive_seed(self.seed, "split"))
-        test_idx, pool_idx = stratified_split(tgt.labels, self.test_fraction, g, k)
-        if len(test_idx) == 0 or len(pool_idx) == 0:
-            need = _images_per_class(self.test_fraction)
-            counts = torch.bincount(tgt.labels, minlength=k).tolist()
-            raise DataError(
-                f"target {tgt.name!r} ({len(tgt)} images, {min(counts)} to {max(counts)} per "
-                f"class) leaves the {'test' if len(test_idx) == 0 else 'training'} split empty "
-                f"at test_fraction={self.test_fraction:g}: a class needs at least {need} images "
-                f"(one for the test split, one labeled for training) and {need + 1} or more "
-                "for a validation image too. Add images to the target, or change "
-                "test_fraction.")
+        splits = draw_target_splits(self.task_spec, tgt.labels, k, tgt.name)
         notes: list[str] = []
-        src = self._check_overlap(src, tgt, test_idx, notes)
+        src = self._check_overlap(src, tgt, splits.test, notes)
         hint = polarity_hint(src.images, tgt.images)
         if hint:
             notes.append(hint)
-        if self.labeled_per_class is not None:
-            lab_pos, unl_pos = per_class(tgt.labels[pool_idx], self.labeled_per_class, g, k)
-        else:
-            lab_pos, unl_pos = stratified_split(
-                tgt.labels[pool_idx], self.labeled_percent / 100.0, g, k, min_per_class=1
-            )
-        lab_idx, unl_idx = pool_idx[lab_pos], pool_idx[unl_pos]
-        val_pos, tr_pos = stratified_split(
-            tgt.labels[lab_idx], self.val_fraction, g, k, keep_one=True
-        )
-        val_idx, tr_idx = lab_idx[val_pos], lab_idx[tr_pos]
-        if self.unlabeled == "pool":
-            unl_idx = torch.cat([unl_idx, tr_idx])
-        notes += self._label_notes(len(lab_idx), len(pool_idx), len(val_idx), k)
+        notes += self._label_notes(splits.labeled_count, splits.pool_count, len(splits.val), k)
         g = make_generator(derive_seed(self.seed, "perturb"))
         pert = perturb_source(
             src.images, src.labels, tgt.num_classes, self.eps_x, self.eps_y, g,
@@ -211,11 +264,11 @@ class TransferTask:
         return {
             "source_domain": src, "target_domain": tgt, "perturbation": pert,
             "source": Split("source", pert.images, pert.labels, all_src),
-            "target_labeled": take(tgt, tr_idx, "target_labeled"),
-            "target_unlabeled": take(tgt, unl_idx, "target_unlabeled", labeled=False),
-            "target_val": take(tgt, val_idx, "target_val"),
-            "target_test": take(tgt, test_idx, "target_test"), "notes": notes,
-            "effective_labeled_percent": 100.0 * len(lab_idx) / max(1, len(pool_idx)),
+            "target_labeled": take(tgt, splits.train, "target_labeled"),
+            "target_unlabeled": take(tgt, splits.unlabeled, "target_unlabeled", labeled=False),
+            "target_val": take(tgt, splits.val, "target_val"),
+            "target_test": take(tgt, splits.test, "target_test"), "notes": notes,
+            "effective_labeled_percent": splits.effective_labeled_percent,
         }
 
     def _check_overlap(self, src: Domain, tgt: Domain, test_idx: torch.Tensor,
@@ -282,20 +335,9 @@ class TransferTask:
         return float(self._built["effective_labeled_percent"])
 
     def _align_labels(self, src: Domain, tgt: Domain) -> Domain:
-        if self.label_map is None:
-            if src.classes != tgt.classes:
-                raise DataError(label_mismatch(src, tgt))
+        mapping = label_mapping(src, tgt, self.label_map)
+        if mapping is None:
             return src
-        bad_src = sorted(set(self.label_map) - set(src.classes))
-        bad_tgt = sorted(set(self.label_map.values()) - set(tgt.classes))
-        if bad_src or bad_tgt:
-            raise DataError(
-                f"label_map names unknown classes: source {bad_src} (valid: "
-                f"{list(src.classes)}), target {bad_tgt} (valid: {list(tgt.classes)})."
-            )
-        mapping = torch.full((src.num_classes,), -1, dtype=torch.long)
-        for s_name, t_name in self.label_map.items():
-            mapping[src.classes.index(s_name)] = tgt.classes.index(t_name)
         keep = mapping[src.labels] >= 0
         return src.relabel(tgt.classes, mapping.clamp(min=0), keep)
 
