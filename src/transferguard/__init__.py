@@ -12,6 +12,7 @@ from ._version import __version__
 from .analysis import (
     HarmfulSourceReport,
     NTGResult,
+    SafeMode,
     confidence_interval,
     harmful_source_report,
     negative_transfer_gap,
@@ -59,6 +60,7 @@ __all__ = [
     "Method",
     "NTGResult",
     "RunStore",
+    "SafeMode",
     "SourceWeighter",
     "TaskSpec",
     "Trainer",

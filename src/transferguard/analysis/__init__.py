@@ -31,7 +31,7 @@ from .representation import (
     parameter_distance,
     rbf_cka,
 )
-from .safe import SafeChoice, SafeResult, safe
+from .safe import SafeChoice, SafeMode, SafeResult, SplitPredictions, predict_splits, safe, safe_ntg
 from .shuffle import (
     ShuffleResult,
     block_permutations,
@@ -82,8 +82,10 @@ __all__ = [
     "NTPredictor",
     "QueryInputs",
     "SafeChoice",
+    "SafeMode",
     "SafeResult",
     "ShuffleResult",
+    "SplitPredictions",
     "TransferabilityScores",
     "UnitPictures",
     "Validator",
@@ -120,6 +122,7 @@ __all__ = [
     "negative_transfer_gap",
     "neuron_impact",
     "parameter_distance",
+    "predict_splits",
     "pretrain_with_snapshots",
     "rbf_cka",
     "recording_init",
@@ -127,6 +130,7 @@ __all__ = [
     "rewind",
     "rewind_drops",
     "safe",
+    "safe_ntg",
     "select_batch",
     "select_checkpoints",
     "selection_summary",

@@ -14,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip runs that finished (and runs that failed)")
     r.add_argument("--retry-failed", action="store_true",
                    help="with --resume, train the runs that failed before again")
+    r.add_argument("--safe", action="store_true",
+                   help="also report safe mode around every method (chosen against the "
+                        "shared twin on the validation split; no extra training)")
     r.add_argument("--quiet", action="store_true", help="print only the final table")
     r.add_argument("--tensorboard", metavar="DIR",
                    help="also log metrics to TensorBoard in DIR (needs transferguard[tensorboard])")
@@ -25,12 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_config, run_experiment
-    from ..report.tables import experiment_table, failures_text, task_line
+    from ..report.tables import experiment_table, failures_text, safe_choices_text, task_line
 
     cfg = load_config(args.config)
     for name in ("tensorboard", "mlflow"):  # flags override the config's loggers
         if getattr(args, name):
             cfg.loggers[name] = getattr(args, name)
+    if args.safe:
+        from ..errors import ConfigError
+
+        if not cfg.ntg:
+            raise ConfigError("--safe needs the twins: the config sets ntg: false; set it to "
+                              "true or drop --safe.")
+        for m in cfg.methods:
+            m.setdefault("safe", True)
     out = args.out or cfg.output or str(Path("runs") / cfg.name)
     if not args.quiet:
         print(task_line(cfg.task.build(seed=cfg.seeds[0])))
@@ -38,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
                          echo=None if args.quiet else print)
     print()
     print(experiment_table(res))
+    for s in res.safe:
+        print(f"\n{safe_choices_text(s)}")
     if res.failed:
         print(f"\n{failures_text(res.failed)}")
     print(f"\n{res.trained} runs trained, {res.reused} resumed, {res.seconds:.0f} s; "

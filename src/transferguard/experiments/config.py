@@ -5,6 +5,7 @@ A config names a task, one or more methods, the trainer and the seeds::
     name: mnist-to-uci
     task: {source: mnist, target: uci-digits, eps: 0.7, labeled_percent: 30, input_size: 28}
     method: {name: dann, trade_off: 1.0}      # or `methods:` with a list of them
+                                              # safe: true -> also safe mode around it
     trainer: {iterations: 1000, batch_size: 32, lr: 0.01}
     seeds: [0, 1, 2]
     ntg: true                                 # also train each method's twin and report NTG
@@ -33,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from ..analysis.safe import SafeMode
 from ..data import TaskSpec
 from ..engine import TrainerConfig
 from ..errors import ConfigError
@@ -75,14 +77,49 @@ class ExperimentConfig:
     def build_methods(self) -> list[Method]:
         return [method_from_spec(m, f"methods[{i}]") for i, m in enumerate(self.methods)]
 
+    def build_safe(self) -> list[SafeMode | None]:
+        """Each method's safe-mode rule (``safe:`` in its mapping), or None."""
+        return [safe_from_spec(m.get("safe"), f"methods[{i}].safe")
+                for i, m in enumerate(self.methods)]
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["task"] = self.task.to_dict()
         return out
 
 
+def safe_from_spec(value: Any, where: str = "method.safe") -> SafeMode | None:
+    """``safe: true`` (the default rule), ``safe: false``/absent (none), or a mapping of
+    :class:`~transferguard.analysis.SafeMode` options (alpha, blend, weights, correction)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return SafeMode()
+    if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        raise ConfigError(f"{where}: {value!r} is a quoted string; write safe: true or "
+                          "safe: false without quotes.")
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} is true, false or a mapping of options (alpha, blend, "
+                          f"weights, correction), got {value!r}.")
+    valid = ("alpha", "blend", "weights", "correction")
+    bad = sorted(set(value) - set(valid))
+    if bad:
+        raise ConfigError(f"{where}: unknown option(s) {bad}; valid: {list(valid)}.")
+    if "weights" in value and not isinstance(value["weights"], list):
+        raise ConfigError(f"{where}.weights is a list of method weights in (0, 1], got "
+                          f"{value['weights']!r}.")
+    alpha = value.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise ConfigError(f"{where}.alpha is a number in (0, 1), got {alpha!r}.")
+    try:
+        return SafeMode(**value).validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def method_from_spec(spec: dict[str, Any], where: str = "method") -> Method:
     params = dict(spec)
+    safe_from_spec(params.pop("safe", None), f"{where}.safe")
     name = params.pop("name", None)
     if not name:
         raise ConfigError(f"{where} needs a name; known methods: {METHODS.names()}.")
@@ -255,6 +292,9 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     check_name(cfg.name)
     check_device(cfg.trainer.device)
     cfg.build_methods()  # checks method names, models and parameters now, not mid-sweep
+    if any(r is not None for r in cfg.build_safe()) and not cfg.ntg:
+        raise ConfigError("safe mode chooses between a method and its twin, which only an NTG "
+                          "run trains: set ntg: true (or drop safe).")
     from ..engine.loggers import LOGGERS
 
     bad = sorted(set(cfg.loggers) - set(LOGGERS))

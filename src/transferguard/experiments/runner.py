@@ -25,6 +25,7 @@ from typing import Any
 
 from ..analysis.harmful import harmful_source_report
 from ..analysis.ntg import NTGResult, negative_transfer_gap
+from ..analysis.safe import SafeMode, SplitPredictions, predict_splits, safe_ntg
 from ..data import TransferTask
 from ..engine import RunResult, Trainer, TrainerConfig
 from ..engine.loggers import make_loggers
@@ -87,24 +88,50 @@ class Runner:
     and within one invocation (the twin shared by DANN and DANN+gate trains once).
 
     ``work_dir`` (the run store's directory by default) holds the training checkpoints
-    (``checkpoints/``) and the shared pre-trained source networks (``pretrained/``).
+    (``checkpoints/``) and the shared pre-trained source networks (``pretrained/``). With
+    ``predictions=True`` every run trained also leaves its validation and test class
+    probabilities in ``predictions/`` (what safe mode chooses from; :meth:`predictions_of`).
     """
 
     def __init__(self, store: RunStore, trainer: Trainer, experiment: str = "default",
                  resume: bool = False, echo: Callable[[str], None] | None = None, *,
-                 retry_failed: bool = False, work_dir: str | Path | None = None) -> None:
+                 retry_failed: bool = False, work_dir: str | Path | None = None,
+                 predictions: bool = False) -> None:
         self.store, self.trainer, self.experiment = store, trainer, experiment
         self.resume, self.echo, self.retry_failed = resume, echo, retry_failed
+        self.predictions = predictions
         self.work_dir = Path(work_dir) if work_dir is not None else store.path.parent
         self.since = time.time()
         self._memo: dict[str, RunResult] = {}
         self.trained = 0
         self.reused = 0
 
-    def __call__(self, method: Method, task: TransferTask, seed: int) -> RunResult:
+    def _config(self, method: Method, task: TransferTask, seed: int
+                ) -> tuple[Trainer, dict[str, Any], str]:
         trainer = self.trainer.with_options(seed=seed)
         config = run_config(method, task, trainer.config, self.store.content_digest)
-        key = config_key(config)
+        return trainer, config, config_key(config)
+
+    def _predictions_path(self, key: str) -> Path:
+        return self.work_dir / "predictions" / f"{key[:32]}.pt"
+
+    def predictions_of(self, method: Method, task: TransferTask, seed: int) -> SplitPredictions:
+        """The validation/test probabilities of a run this runner trained with
+        ``predictions=True``. A run recorded earlier without them (e.g. a twin shared with an
+        experiment that had no safe mode) is trained again, outside the store, to get them."""
+        trainer, _, key = self._config(method, task, seed)
+        path = self._predictions_path(key)
+        if not path.exists():
+            if self.echo:
+                self.echo(f"  {method.label:<22} seed {seed}: no stored predictions (recorded "
+                          "before safe mode was asked); training it again for them")
+            m = method.clone()
+            trainer.run(m, task)
+            predict_splits(m.model_, task, trainer.device).save(path)
+        return SplitPredictions.load(path)
+
+    def __call__(self, method: Method, task: TransferTask, seed: int) -> RunResult:
+        trainer, config, key = self._config(method, task, seed)
         if key in self._memo:
             return self._memo[key]
         t0 = time.perf_counter()
@@ -128,8 +155,11 @@ class Runner:
                 if not ckpt_dir.exists():
                     raise
                 shutil.rmtree(ckpt_dir, ignore_errors=True)  # unusable: train from scratch
-                result = tr.run(m.clone(), task)
+                m = m.clone()
+                result = tr.run(m, task)
             result.extra.update(method_extras(m, task))
+            if self.predictions:  # the selected state: what Trainer.run evaluated
+                predict_splits(m.model_, task, trainer.device).save(self._predictions_path(key))
             return {**result.metrics(), "history": result.history}  # curves for the report
 
         metrics, reused = self.store.run(
@@ -160,6 +190,8 @@ class ExperimentResult:
     reused: int = 0
     #: what did not finish: {"method", "seed" (None for a whole NTG), "error"}
     failed: list[dict[str, Any]] = field(default_factory=list)
+    #: safe mode's choices: {"method", "rule", "seeds", "choices": [SafeChoice dicts]}
+    safe: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, *,
@@ -175,8 +207,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, 
     store = RunStore(out)
     callbacks = make_loggers(config.loggers, base=out, experiment=config.name)
     clean_stale_tmp(out)
+    rules = config.build_safe()
     runner = Runner(store, Trainer(config.trainer, callbacks=callbacks), config.name, resume,
-                    echo, retry_failed=retry_failed, work_dir=out)
+                    echo, retry_failed=retry_failed, work_dir=out,
+                    predictions=any(r is not None for r in rules))
     task = config.task.build(seed=config.seeds[0])
     task.summary()  # loads the domains and draws the splits: bad data stops before any run
     t0 = time.perf_counter()
@@ -191,12 +225,15 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, 
             if echo:
                 echo(f"  {method.label}: FAILED: {exc}")
 
-    for method in config.build_methods():
+    for method, rule in zip(config.build_methods(), rules):
         if echo:
             echo(f"{method.label}: {task}")
         if config.ntg:
             attempt(method, None, lambda m=method: result.ntg.append(negative_transfer_gap(
                 task, m, config.seeds, resplit=config.resplit, run=runner)))
+            if rule is not None and result.ntg and result.ntg[-1].method == method.label:
+                attempt(method, None, lambda m=method, r=rule: _safe_ntg(
+                    result, runner, task, m, r, config, echo))
         else:
             for seed in config.seeds:
                 t = task.with_seed(seed) if config.resplit else task
@@ -206,6 +243,26 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path | None = None, 
     result.trained, result.reused = runner.trained, runner.reused
     write_summary(result, out, config)
     return result
+
+
+def _safe_ntg(result: ExperimentResult, runner: Runner, task: TransferTask, method: Method,
+              rule: SafeMode, config: ExperimentConfig,
+              echo: Callable[[str], None] | None) -> None:
+    """Safe mode around ``method``: its runs and the NTG's shared twin, already trained (and
+    their predictions stored), chosen between per seed; no training."""
+    twin = method.twin()
+    preds = []
+    for seed in config.seeds:
+        t = task.with_seed(seed) if config.resplit else task
+        preds.append((runner.predictions_of(method, t, seed), runner.predictions_of(twin, t, seed)))
+    ntg, choices = safe_ntg(method.label, twin.label, config.seeds, preds, rule)
+    result.ntg.append(ntg)
+    result.safe.append({"method": ntg.method, "rule": rule.get_params(), "seeds": config.seeds,
+                        "choices": [c.to_dict() for c in choices]})
+    if echo:
+        for seed, c in zip(config.seeds, choices):
+            echo(f"  {ntg.method} seed {seed}: kept {c.choice}"
+                 f"{f' (w = {c.weight:g})' if c.choice == 'blend' else ''}: {c.reason}")
 
 
 def summary_paths(out: str | Path, name: str) -> tuple[Path, Path]:
@@ -221,7 +278,7 @@ def write_summary(result: ExperimentResult, out: Path, config: ExperimentConfig)
             fh.write(f"\n{failures_text(result.failed)}\n")
     payload = {"name": result.name, "config": config.to_dict(), "seconds": result.seconds,
                "ntg": [r.to_dict() for r in result.ntg], "runs": result.runs,
-               "failed": result.failed}
+               "failed": result.failed, "safe": result.safe}
     with atomic_write(js, "w") as fh:
         json.dump(payload, fh, indent=2, default=str)
 

@@ -12,7 +12,7 @@ from ..utils import format_table
 
 __all__ = ["active_table", "collapse_flag", "cutpoint_table", "experiment_table",
            "failures_text", "format_table", "harmful_summary", "interval_text", "ntg_cell",
-           "ntg_table", "safe_summary", "signed", "task_line"]
+           "ntg_table", "safe_choices_text", "safe_summary", "signed", "task_line"]
 
 
 def collapse_flag(r: Any) -> str:
@@ -144,6 +144,15 @@ def safe_summary(result: Any) -> str:
             f"{result.twin_test_accuracy:.1f}). Validation ({c.n_val} samples): "
             f"{result.method} {result.method_val_accuracy:.1f}, {result.twin} "
             f"{result.twin_val_accuracy:.1f}; {c.reason}.")
+
+
+def safe_choices_text(entry: dict[str, Any]) -> str:
+    """Safe mode's choice per seed (an entry of ``ExperimentResult.safe``), one line each."""
+    lines = [f"{entry['method']}: what it kept, per seed"]
+    for seed, c in zip(entry["seeds"], entry["choices"]):
+        kept = f"blend w = {c['weight']:g}" if c["choice"] == "blend" else c["choice"]
+        lines.append(f"- seed {seed}: {kept} ({c['n_val']} validation samples): {c['reason']}")
+    return "\n".join(lines)
 
 
 def failures_text(failed: Sequence[dict[str, Any]]) -> str:
