@@ -1,4 +1,5 @@
-"""``transferguard demo``: negative vs positive transfer on the built-in digits."""
+"""``transferguard demo``: positive and negative transfer on the built-in digits, and the
+defences against a harmful source."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser("demo", help="negative vs positive transfer on the built-in digits")
+    m = sub.add_parser("demo", help="positive and negative transfer on the built-in digits, "
+                                    "and the defences")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    m.add_argument("--iterations", type=int, default=600)
+    m.add_argument("--iterations", type=int, default=None,
+                   help="iterations per run (default: the demo's, 400)")
     m.add_argument("--resume", action="store_true")
     m.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.demo import run_demo
+    from ..experiments.demo import ITERATIONS, run_demo
 
-    run_demo(args.out, seeds=args.seeds, iterations=args.iterations, resume=args.resume)
+    run_demo(args.out, seeds=args.seeds, iterations=args.iterations or ITERATIONS,
+             resume=args.resume)
     return 0
