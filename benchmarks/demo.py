@@ -52,8 +52,8 @@ def main() -> None:
         "`transferguard demo`, in a fresh run store; then the 5-seed check in the same "
         "store).", "",
         "Scenarios: mnist -> mnist-m, clean source, L = 5% (helpful); "
-        f"{src} -> {tgt}, {settings} (harmful: 90% of the source labels are the next class "
-        "in a seeded cyclic order, images clean). LeNet at 24x24, "
+        f"{src} -> {tgt}, {settings} (harmful: every source label is the next class in a "
+        "seeded cyclic order, images clean). LeNet at 24x24, "
         f"{ITERATIONS} iterations per run, batch 32.", "",
         "## 3 seeds (the demo)", "",
         demo_table(rows3, markdown=True), "",

@@ -195,3 +195,29 @@ def test_safe_function_reports_the_kept_candidate(tiny_task, fast_trainer):
     if r.choice.choice == TWIN:
         assert r.test_accuracy == pytest.approx(r.twin_test_accuracy, abs=1e-6)
     assert len(r.choice.candidates) == 4
+
+
+def test_demo_shows_both_signs_and_every_defence():
+    from transferguard.analysis import NTGResult
+    from transferguard.experiments.demo import BEST_WEIGHTER, DemoRow, demo_table, scenarios
+
+    helpful, harmful = scenarios()
+    assert helpful.task["eps"] == 0 and [m[0] for m in helpful.methods] == ["dann"]
+    gates = [m[1].get("gate") for m in harmful.methods]
+    assert gates[0] is None and BEST_WEIGHTER in gates and len(set(gates)) == 3
+    assert [m[2] for m in harmful.methods].count(True) == 1  # safe mode around one of them
+    r = NTGResult("safe(dann+prototype)", "dann_T", [0, 1, 2], [90.0] * 3, [90.0] * 3)
+    text = demo_table([DemoRow("harmful", r, ["twin", "twin", "blend w=0.5"])])
+    assert "kept twin x2, blend w=0.5 x1" in text and "+0.0 [+0.0, +0.0]" in text
+
+
+def test_safe_mode_on_runs_recorded_without_predictions(tmp_path):
+    plain = {**TINY, "method": {"name": "dann"}, "seeds": [0]}
+    first = run_experiment(config_from_dict(plain), tmp_path)
+    assert first.trained == 2 and not (tmp_path / "predictions").exists()
+    lines: list[str] = []
+    res = run_experiment(config_from_dict({**TINY, "seeds": [0]}), tmp_path, resume=True,
+                         echo=lines.append)
+    assert res.trained == 0 and [r.method for r in res.ntg] == ["dann", "safe(dann)"]
+    assert sum("no stored predictions" in ln for ln in lines) == 2  # trained again for them
+    assert len(list((tmp_path / "predictions").glob("*.pt"))) == 2

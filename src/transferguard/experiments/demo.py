@@ -5,10 +5,11 @@ shared by every DANN row of a scenario):
 
 - **helpful source** (mnist -> mnist-m, clean, 5% of the target labeled): the target alone
   is weak and DANN shows clear positive transfer;
-- **harmful source** (:data:`HARMFUL`: syndigits -> mnist, clean images, 90% of the source
-  labels moved by pair-flip noise, 10% of the target labeled): each digit of the source mostly
-  carries the *next* class's label, so the source teaches a wrong rule the target labels must
-  undo. DANN shows clear negative transfer; the rows below it are the defences: the paper's
+- **harmful source** (:data:`HARMFUL`: syndigits -> mnist, clean images, every source label
+  moved by pair-flip noise at ε_y = 1, 10% of the target labeled): each digit of the source
+  carries the *next* class's label (in a seeded cyclic order), as when two data sets disagree
+  on their label maps, so the source teaches a wrong rule the target labels must undo. DANN
+  shows clear negative transfer; the rows below it are the defences: the paper's
   discriminator gate, the best source weighter (:data:`BEST_WEIGHTER`), and safe mode around
   it (the method, its twin or a blend, chosen on the labeled target's validation split with
   Holm-corrected McNemar tests; it reuses the runs above, no extra training).
@@ -79,7 +80,7 @@ def scenarios() -> tuple[Scenario, ...]:
 
 #: the harmful scenario: source, target, task settings
 HARMFUL = ("syndigits", "mnist",
-           {"eps_x": 0.0, "eps_y": 0.9, "label_noise": "pairflip", "labeled_percent": 10})
+           {"eps_x": 0.0, "eps_y": 1.0, "label_noise": "pairflip", "labeled_percent": 10})
 
 
 def run_demo(out_dir: str | Path = "runs/demo", *, seeds: Sequence[int] = (0, 1, 2),
