@@ -221,3 +221,17 @@ def test_safe_mode_on_runs_recorded_without_predictions(tmp_path):
     assert res.trained == 0 and [r.method for r in res.ntg] == ["dann", "safe(dann)"]
     assert sum("no stored predictions" in ln for ln in lines) == 2  # trained again for them
     assert len(list((tmp_path / "predictions").glob("*.pt"))) == 2
+
+
+def test_cli_run_safe_flag_applies_to_every_method(tmp_path, capsys):
+    import yaml
+
+    cfg = {**TINY, "method": {"name": "dann"}, "seeds": [0]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--safe", "--quiet", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "safe(dann)" in out and "what it kept" in out
+    path.write_text(yaml.safe_dump({**cfg, "ntg": False}))
+    assert main(["run", str(path), "--safe", "--out", str(tmp_path / "p")]) == 2
+    assert "ntg: false" in capsys.readouterr().err
