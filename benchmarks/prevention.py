@@ -44,7 +44,7 @@ SPEC = tg.InputSpec(3, 24)
 ITERATIONS = 200
 DETECTION_SOURCE = 2000
 PAIR = ("mnist", "uci-digits")
-SCORERS = ("gate", "prototype", "confident", "smallloss")
+SCORERS = ("gate", "prototype", "confident", "smallloss", "glc", "l2rw")
 
 
 def save(part: str, payload: dict) -> None:
@@ -53,32 +53,45 @@ def save(part: str, payload: dict) -> None:
     print(f"written: prevention_{part}.json", flush=True)
 
 
-DETECTION_CELLS = (("pairflip", 0.7), ("uniform", 0.7), ("pairflip", 0.3), ("uniform", 0.3))
+#: (label noise, ε_y, ε_x); the last cell also corrupts images, scored against both masks
+DETECTION_CELLS = (("pairflip", 0.7, 0.0), ("uniform", 0.7, 0.0), ("pairflip", 0.3, 0.0),
+                   ("uniform", 0.3, 0.0), ("pairflip", 0.7, 0.7))
 
 
-def detection() -> dict:
-    rows: list[dict] = []
-    for noise, eps_y in DETECTION_CELLS:
-        task = tg.TransferTask(*PAIR, eps_x=0.0, eps_y=eps_y, labeled_percent=30,
+def _det_key(r: dict) -> tuple:
+    return (r["noise"], r["eps_y"], r.get("eps_x", 0.0), r["scorer"], r.get("mask", "label"))
+
+
+def detection(scorers: list[str]) -> dict:
+    """Resumable: rows already in prevention_detection.json are kept and not re-run."""
+    path = RESULTS / "prevention_detection.json"
+    rows: list[dict] = json.loads(path.read_text())["rows"] if path.exists() else []
+    done = {_det_key(r) for r in rows}
+    for noise, eps_y, eps_x in DETECTION_CELLS:
+        task = tg.TransferTask(*PAIR, eps_x=eps_x, eps_y=eps_y, labeled_percent=30,
                                label_noise=noise, spec=SPEC, seed=0,
                                source_size=DETECTION_SOURCE)
-        wrong = task.perturbation.label_flipped
-        for name in SCORERS:
+        masks = {"label": task.perturbation.label_flipped}
+        if eps_x > 0:
+            masks["image"] = task.perturbation.x_mask
+        for name in scorers:
+            if (noise, eps_y, eps_x, name, "label") in done:
+                continue
             t0 = time.time()
             m = tg.create_method("dann", gate=name)
             res = tg.Trainer(iterations=ITERATIONS, seed=0).run(m, task)
             s = m.source_scores(task.train_data().source)
             clean = s.get("quality", s["weight"])
-            row = {"noise": noise, "eps_y": eps_y, "scorer": name,
-                   "test_accuracy": res.test_accuracy, "seconds": time.time() - t0,
-                   **detection_scores(-clean, wrong).to_dict()}
-            rows.append(row)
-            print(row, flush=True)
-            if name == "gate":
-                rows.append({"noise": noise, "eps_y": eps_y, "scorer": "final loss",
-                             "test_accuracy": res.test_accuracy, "seconds": 0.0,
-                             **detection_scores(s["loss"], wrong).to_dict()})
-        save("detection", {"rows": rows, "iterations": ITERATIONS})  # partial results kept
+            base = {"noise": noise, "eps_y": eps_y, "eps_x": eps_x,
+                    "test_accuracy": res.test_accuracy, "seconds": time.time() - t0}
+            for mask_name, mask in masks.items():
+                rows.append({**base, "scorer": name, "mask": mask_name,
+                             **detection_scores(-clean, mask).to_dict()})
+                print(rows[-1], flush=True)
+                if name == "gate":
+                    rows.append({**base, "scorer": "final loss", "mask": mask_name,
+                                 "seconds": 0.0, **detection_scores(s["loss"], mask).to_dict()})
+            save("detection", {"rows": rows, "iterations": ITERATIONS})  # partial kept
     return {"rows": rows, "iterations": ITERATIONS}
 
 
@@ -124,6 +137,96 @@ def overhead(reps: int = 2, iterations: int = 200) -> dict:
             "reps": reps, "iterations": iterations}
 
 
+# ---------------------------------------------------------------------------- probe
+#: the probe's cells: (source, target, label noise, ε (= ε_x = ε_y), L%)
+PROBE_CELLS = (
+    ("mnist", "uci-digits", "pairflip", 0.7, 10),
+    ("mnist", "uci-digits", "pairflip", 0.9, 10),
+    ("mnist", "uci-digits", "uniform", 0.9, 10),
+    ("mnist", "uci-digits", "pairflip", 0.7, 30),
+    ("syndigits", "mnist", "pairflip", 0.7, 10),
+    ("mnist", "uci-digits", "uniform", 0.0, 10),   # the clean source: the defence's cost
+)
+#: candidate defences: label -> (gate, gate_options); "DANN_T" is the twin
+PROBE_METHODS: dict[str, tuple[bool | str, dict]] = {
+    "DANN": (False, {}),
+    "DANN_T": (False, {}),
+    "glc": ("glc", {}),
+    "glc(head lr x10, warmup .3)": ("glc", {"lr_mult": 10.0, "warmup": 0.3}),
+    "glc(classifier, source off in warm-up)": (
+        "glc", {"estimator": "classifier", "warmup": 0.2, "warmup_source": False}),
+    "glc(prototype)": ("glc", {"estimator": "prototype", "warmup": 0.2}),
+    "prototype": ("prototype", {}),
+    "l2rw": ("l2rw", {}),
+    # diagnostic, not a defence: the true C of the task (the protocol's masks), no estimation
+    "glc(oracle C)": ("glc", {"matrix": "oracle"}),
+}
+
+
+def true_corruption(task: tg.TransferTask) -> list[list[float]]:
+    """C[k, j] = P(observed j | true k) of the task's source (from the protocol's record)."""
+    p = task.perturbation
+    k = task.train_data().num_classes
+    n = torch.zeros(k, k).index_put_((p.clean_labels, p.labels), torch.ones(len(p.labels)),
+                                     accumulate=True)
+    return (n / n.sum(1, keepdim=True).clamp(min=1)).tolist()
+
+
+def probe(methods: list[str], seeds: list[int], iterations: int, out: str) -> dict:
+    """Every (cell, seed, method) once; results appended to ``prevention_OUT.json`` after each
+    run, and runs already there are skipped (the probe resumes)."""
+    path = RESULTS / f"prevention_{out}.json"
+    rows: list[dict] = json.loads(path.read_text())["rows"] if path.exists() else []
+    done = {(r["cell"], r["seed"], r["method"]) for r in rows}
+    for cell in PROBE_CELLS:
+        src, tgt, noise, eps, labeled = cell
+        key = f"{src}->{tgt} {noise} {eps} L{labeled}"
+        for seed in seeds:
+            task = tg.TransferTask(src, tgt, eps=eps, labeled_percent=labeled,
+                                   label_noise=noise, spec=SPEC, seed=seed)
+            for name in methods:
+                if (key, seed, name) in done:
+                    continue
+                gate, opts = PROBE_METHODS[name]
+                if opts.get("matrix") == "oracle":
+                    opts = {**opts, "matrix": true_corruption(task)}
+                m = tg.create_method("dann", gate=gate, gate_options=opts)
+                if name == "DANN_T":
+                    m = m.twin()
+                t0 = time.time()
+                res = tg.Trainer(iterations=iterations, seed=seed).run(m, task)
+                rows.append({"cell": key, "seed": seed, "method": name, "label": m.label[:80],
+                             "test_accuracy": res.test_accuracy,
+                             "seconds": time.time() - t0})
+                print(rows[-1], flush=True)
+                save(out, {"rows": rows, "iterations": iterations})
+    return {"rows": rows, "iterations": iterations}
+
+
+def probe_table(rows: list[dict]) -> list[str]:
+    """accuracy (NTG) per cell and method, mean over the seeds both the method and the twin
+    have; NTG = acc(DANN_T) − acc."""
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    methods = [m for m in PROBE_METHODS if any(r["method"] == m for r in rows)]
+    out = ["| cell | seeds | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    for c in cells:
+        twin = {r["seed"]: r["test_accuracy"] for r in rows
+                if r["cell"] == c and r["method"] == "DANN_T"}
+        seeds = sorted(twin)
+        vals = []
+        for m in methods:
+            acc = {r["seed"]: r["test_accuracy"] for r in rows
+                   if r["cell"] == c and r["method"] == m and r["seed"] in twin}
+            if not acc:
+                vals.append("-")
+                continue
+            a = mean(list(acc.values()))
+            t = mean([twin[s] for s in acc])
+            vals.append(f"{a:.1f}" if m == "DANN_T" else f"{a:.1f} ({t - a:+.1f})")
+        out.append(f"| {c} | {len(seeds)} | " + " | ".join(vals) + " |")
+    return out
+
+
 def mean(xs: list[float]) -> float:
     return statistics.fmean(xs)
 
@@ -145,21 +248,31 @@ def report() -> str:
                 "wrong-label mask (chance: 0.5 / rate / rate).", "",
                 "| scorer | uniform 0.3 | uniform 0.7 | pairflip 0.3 | pairflip 0.7 |",
                 "|---|---|---|---|---|"]
-        names = list(dict.fromkeys(r["scorer"] for r in det["rows"]))
+        rows = det["rows"]
+        names = list(dict.fromkeys(r["scorer"] for r in rows))
+        f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+
+        def cell(name: str, noise: str, eps_y: float, eps_x: float, mask: str) -> str:
+            r = next((r for r in rows if _det_key(r) == (noise, eps_y, eps_x, name, mask)),
+                     None)
+            return "n/a" if r is None else (f"{f(r['auroc'])} / {f(r['average_precision'])} "
+                                            f"/ {f(r['precision_at_rate'])}")
+
         for name in names:
-            cells = []
-            for noise in ("uniform", "pairflip"):
-                for eps in (0.3, 0.7):
-                    r = next((r for r in det["rows"] if r["scorer"] == name
-                              and r["noise"] == noise and r["eps_y"] == eps), None)
-                    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-                    cells.append("n/a" if r is None else
-                                 f"{f(r['auroc'])} / {f(r['average_precision'])} / "
-                                 f"{f(r['precision_at_rate'])}")
-            out.append(f"| {name} | " + " | ".join(cells) + " |")
+            out.append(f"| {name} | " + " | ".join(
+                cell(name, noise, eps, 0.0, "label") for noise in ("uniform", "pairflip")
+                for eps in (0.3, 0.7)) + " |")
+        out += ["", "With corrupted images too (pair-flip, ε_x = ε_y = 0.7): the same scores "
+                "against the wrong-label mask and against the corrupted-image mask.", "",
+                "| scorer | wrong label | corrupted image |", "|---|---|---|"]
+        for name in names:
+            out.append(f"| {name} | {cell(name, 'pairflip', 0.7, 0.7, 'label')} | "
+                       f"{cell(name, 'pairflip', 0.7, 0.7, 'image')} |")
         out += ["", "Test accuracy of the DANN+scorer run that produced each score: " +
-                "; ".join(f"{r['scorer']} {r['noise']} {r['eps_y']}: {r['test_accuracy']:.1f}"
-                          for r in det["rows"] if r["scorer"] != "final loss"), ""]
+                "; ".join(f"{r['scorer']} {r['noise']} {r['eps_y']}/{r.get('eps_x', 0.0)}: "
+                          f"{r['test_accuracy']:.1f}" for r in rows
+                          if r["scorer"] != "final loss" and r.get("mask", "label") == "label"),
+                ""]
     if (RESULTS / "prevention_grid.json").exists():
         g = load("grid")
         out += ["## Pair-flip grid: accuracy (NTG)", "",
@@ -188,6 +301,16 @@ def report() -> str:
                        f"{a['DANN_T']:.1f} | {s['chose']} | {s['wins']}/{s['losses']} "
                        f"({s['n_val']}) | {s['p_value']:.3g} |")
         out.append("")
+    probes = sorted(RESULTS.glob("prevention_probe*.json"))
+    if probes:
+        prow = [r for p in probes for r in json.loads(p.read_text())["rows"]]
+        out += ["## Probe: which defence closes the gap", "",
+                "`OMP_NUM_THREADS=1 python benchmarks/prevention.py --part probe --seeds S "
+                "--out probe_sS` (one process per seed; cells and candidates in "
+                "`PROBE_CELLS` / `PROBE_METHODS`; DANN with each candidate as its source "
+                f"weighter, {ITERATIONS} iterations; ε = ε_x = ε_y). accuracy (NTG), mean over "
+                "seeds, NTG = acc(DANN_T) − acc (> 0: negative transfer).", ""]
+        out += probe_table(prow) + [""]
     if (RESULTS / "prevention_overhead.json").exists():
         o = load("overhead")
         out += ["## Step time", "",
@@ -208,18 +331,25 @@ def report() -> str:
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("detection", "grid", "overhead", "report"),
+    ap.add_argument("--part", choices=("detection", "grid", "overhead", "probe", "report"),
                     required=True)
+    ap.add_argument("--methods", nargs="+", default=list(PROBE_METHODS),
+                    help=f"probe: the candidates to run, of {list(PROBE_METHODS)}")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="probe seeds")
+    ap.add_argument("--iterations", type=int, default=ITERATIONS, help="probe iterations")
+    ap.add_argument("--out", default="probe", help="probe: results file prevention_OUT.json")
     ap.add_argument("--cells", nargs="+", default=["10:0", "30:0", "10:1", "30:1"],
                     help="grid cells L:SEED, run in this order (results saved after each)")
     args = ap.parse_args()
     if args.part == "detection":
-        save("detection", detection())
+        save("detection", detection(list(SCORERS)))
     elif args.part == "grid":
         save("grid", grid([(int(c.split(":")[0]), int(c.split(":")[1]))
                            for c in args.cells]))
     elif args.part == "overhead":
         save("overhead", overhead())
+    elif args.part == "probe":
+        probe(args.methods, args.seeds, args.iterations, args.out)
     else:
         write_result("prevention", report())
 

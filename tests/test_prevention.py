@@ -159,3 +159,128 @@ def test_safe_summary_names_the_kept_run():
     r = SafeResult("dann+prototype", "dann_T", 0, c, 80.0, 60.0, 80.0, 55.0, 77.5, 1.0)
     text = safe_summary(r)
     assert "kept dann_T" in text and "40 samples" in text
+
+
+# --------------------------------------------------------------------- Gold Loss Correction
+def _pairflip_source(n_per: int, flip: float, seed: int):
+    """Cluster features whose observed label is the next class for a ``flip`` fraction."""
+    h, y = _clusters(n_per, seed)
+    g = torch.Generator().manual_seed(seed + 10)
+    obs = y.clone()
+    flipped = torch.rand(len(y), generator=g) < flip
+    obs[flipped] = (y[flipped] + 1) % K
+    return h, y, obs
+
+
+def _fit_glc(options: dict, flip: float = 0.6, steps: int = 150):
+    """Train GLC's noisy head on a pair-flipped source (its own loss), the labeled clusters
+    as the trusted set; returns the weighter and the planted truth C[k, k+1] = flip."""
+    h_src, _, obs = _pairflip_source(40, flip, 0)
+    h_lab, y_lab = _clusters(4, 1)
+    w = create_weighter("glc", DIM, K, {"momentum": 0.5, "smoothing": 0.0, **options})
+    opt = torch.optim.SGD(w.parameters(), lr=0.5)
+    for step in range(steps):
+        out = w(_feats(h_src, obs, h_lab, y_lab, progress=step / steps))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    truth = (1 - flip) * torch.eye(K) + flip * torch.roll(torch.eye(K), 1, dims=1)
+    return w, truth, out
+
+
+def test_glc_recovers_a_planted_pairflip_corruption_matrix():
+    w, truth, out = _fit_glc({})
+    C = w.C
+    assert torch.allclose(C.sum(1), torch.ones(K), atol=1e-5)  # rows are distributions
+    assert (C >= 0).all()
+    assert torch.allclose(C, truth, atol=0.12), C
+    # once C is known the source loss is the forward-corrected one, with its graph
+    assert out.weights is None and out.source_loss is not None
+    assert out.source_loss.shape == (3 * 40,)
+
+
+def test_glc_is_plain_cross_entropy_until_every_class_is_trusted_and_warmed_up():
+    h_src, _, obs = _pairflip_source(4, 0.5, 0)
+    h_lab, y_lab = _clusters(2, 1)
+    w = create_weighter("glc", DIM, K, {"warmup": 0.5})
+    keep = y_lab != 2
+    assert w(_feats(h_src, obs, h_lab[keep], y_lab[keep], progress=0.9)).source_loss is None
+    assert w(_feats(h_src, obs, h_lab, y_lab, progress=0.2)).source_loss is None  # warm-up
+    assert torch.equal(w.C, torch.eye(K))
+    assert w(_feats(h_src, obs, h_lab, y_lab, progress=0.6)).source_loss is not None
+    assert w(_feats(h_src, obs, None, None, progress=0.7)).source_loss is not None  # stays
+
+
+def test_glc_with_a_rank_one_matrix_gives_the_source_no_gradient():
+    """Uniform noise at ε = (K−1)/K: every row of C is the same, the corrected source loss
+    does not depend on the classifier, so the source teaches nothing (NTG -> 0)."""
+    w = create_weighter("glc", DIM, K, {"smoothing": 0.0})
+    w.corruption.fill_(1.0 / K)
+    w.active.fill_(True)
+    h_src, y = _clusters(3, 0)
+    logits = torch.randn(len(y), K, requires_grad=True)
+    feats = Features(h_src, y, logits, None, None, None, None, None, 1.0, 0.5)
+    out = w(feats)
+    (g,) = torch.autograd.grad(out.source_loss.sum(), logits)
+    assert float(g.abs().max()) < 1e-6
+
+
+def test_glc_ranks_a_planted_wrong_label_below_the_clean_ones():
+    w, _, _ = _fit_glc({}, flip=0.1)
+    h_src, y = _clusters(10, 0)
+    obs = _planted(y)
+    _lowest_is_planted(w.score_batch(h_src, h_src[:, :K] * 2, obs)["weight"])
+
+
+def test_glc_prototype_estimator_recovers_the_matrix_too():
+    w, truth, _ = _fit_glc({"estimator": "prototype", "joint_momentum": 0.5}, steps=30)
+    assert torch.allclose(w.C, truth, atol=0.12), w.C
+
+
+def test_source_loss_override_is_checked_and_only_replaces_when_set():
+    from transferguard.methods.reweighting.weighter import WeighterOutput
+
+    ce = torch.rand(4)
+    assert WeighterOutput(None).per_sample(ce) is ce
+    own = torch.rand(4)
+    assert WeighterOutput(None, source_loss=own).per_sample(ce) is own
+    with pytest.raises(tg.errors.ConfigError, match="one loss per source sample"):
+        WeighterOutput(None, source_loss=torch.rand(3)).per_sample(ce)
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("glc", {"estimator": "oracle"}, "glc estimator"),
+    ("glc", {"momentum": 1.0}, "glc momentum"),
+    ("glc", {"smoothing": -0.1}, "glc smoothing"),
+    ("glc", {"warmup": 1.0}, "glc warmup"),
+    ("l2rw", {"meta_lr": 0.0}, "l2rw meta_lr"),
+])
+def test_new_weighters_refuse_bad_options(name, options, match):
+    with pytest.raises(tg.errors.ConfigError, match=match):
+        create_weighter(name, DIM, K, options)
+
+
+# --------------------------------------------------------------------- learning to reweight
+def test_l2rw_gives_a_planted_wrong_label_the_lowest_weight():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(DIM, 8), torch.nn.ReLU(), torch.nn.Linear(8, K))
+    w = create_weighter("l2rw", DIM, K)
+    n_src = 3 * 10
+    data = SimpleNamespace(source=Split("source", torch.zeros(n_src, 1, 2, 2, dtype=torch.uint8),
+                                        torch.zeros(n_src, dtype=torch.long),
+                                        torch.arange(n_src)))
+    w.setup(SimpleNamespace(model_=model), data)
+    h_src, y = _clusters(10, 0)
+    obs = _planted(y)
+    h_lab, y_lab = _clusters(3, 1)
+    feats = _feats(h_src, obs, h_lab, y_lab)
+    feats.x_src, feats.x_lab = h_src, h_lab  # the model reads the cluster features directly
+    out = w(feats)
+    assert float(out.weights[PLANT]) == 0.0
+    assert float(out.weights.mean()) == pytest.approx(1.0, abs=1e-5)
+    assert not out.weights.requires_grad and all(p.grad is None for p in model.parameters())
+    _lowest_is_planted(out.weights)
+    _lowest_is_planted(w.score_batch(h_src, h_src[:, :K], obs, torch.arange(n_src))["weight"])
+    feats.x_src = None
+    with pytest.raises(tg.errors.ConfigError, match="inputs"):
+        w(feats)

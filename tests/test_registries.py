@@ -54,6 +54,11 @@ def test_every_source_weighter_gives_detached_non_negative_weights(name):
         assert (out.weights >= 0).all() and torch.isfinite(out.weights).all()
     if out.loss is not None:
         assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    if name == "glc":  # the one loss correction: replaces the per-sample source loss once
+        assert (out.source_loss is not None) == bool(w.active)  # C is estimated
+        assert out.source_loss is None or out.source_loss.shape == (8,)
+    else:  # re-weighting only: the method's cross-entropy is kept
+        assert out.source_loss is None
     w.eval()
     scores = w.score_batch(feats.h_src, feats.logits_src, feats.y_src, feats.index_src)
     assert scores["weight"].shape == (8,)

@@ -5,7 +5,8 @@ Every method of the family minimises (methods reference sections 1.2 and 1.3)
     L = E_{T_L}[ℓ(C(F(x_l)), y_l)] + source_loss
         + trade_off · alignment(F(x_s), F(x_u))  [+ L_ADV^aug with the gate]
 
-where ``source_loss`` is E_S[ℓ(C(F(x_s)), y_s)], or λ E_S[ω ℓ] when the gate is on, and
+where ``source_loss`` is E_S[ℓ(C(F(x_s)), y_s)], or λ E_S[ω ℓ] when the gate is on (ℓ replaced
+by the weighter's own per-sample loss where it sets one: Gold Loss Correction), and
 ``alignment`` is what distinguishes the methods (a discriminator for DANN, MK-MMD for DAN,
 CORAL for DCORAL, ...). One forward pass runs over the concatenated source, labeled and
 unlabeled batches.
@@ -136,7 +137,7 @@ class AdaptationMethod(Method):
         if out.loss is not None:
             loss = loss + out.loss
         logs.update(out.logs)
-        ce_src = self.source_loss(per_sample, feats, out)
+        ce_src = self.source_loss(out.per_sample(per_sample), feats, out)
         loss = loss + ce_src
         logs["ce_src"] = ce_src.detach()
         if feats.logits_lab is not None:
@@ -164,6 +165,7 @@ class AdaptationMethod(Method):
             ls[i_lab] if i_lab else None,
             hs[i_unl] if i_unl else None, ls[i_unl] if i_unl else None,
             ramp(progress, self.ramp_gamma), progress, src.index,
+            x_src=src.x, x_lab=lab.x if lab is not None else None,
         )
 
     def source_loss(self, per_sample: torch.Tensor, feats: Features,

@@ -11,7 +11,10 @@ method. The protocol is small on purpose (skada's weighting estimators are the m
 weighter is an ``nn.Module`` (its parameters, if any, train with the method, at ``lr_mult``
 times the base rate) with
 
-- ``forward(feats) -> WeighterOutput``: weights for ``feats.y_src`` and its own loss;
+- ``forward(feats) -> WeighterOutput``: weights for ``feats.y_src`` and its own loss, and
+  optionally a per-sample source loss that *replaces* ℓ(C(F(x_s)), y_s) (a loss correction
+  such as Gold Loss Correction's forward-corrected −log (p C)[ỹ]; ``None``, the default,
+  keeps the cross-entropy: every weighter that only re-weights leaves it unset);
 - ``score_batch(h, logits, y) -> dict``: per-sample scores for samples outside a step (the
   harmful-source report); ``"weight"`` is required, other keys are the weighter's own;
 - ``setup(method, data)``: a hook run once before training (for weights computed up front,
@@ -52,15 +55,35 @@ class Features:
     progress: float
     #: indices of the source batch in the source split (for weights computed up front)
     index_src: torch.Tensor | None = None
+    #: the step's inputs (for weighters that re-run the model, such as learning to reweight);
+    #: None where a method does not pass them
+    x_src: torch.Tensor | None = None
+    x_lab: torch.Tensor | None = None
 
 
 @dataclass
 class WeighterOutput:
-    """ω for the source batch (detached; ``None`` means uniform) and the weighter's loss."""
+    """ω for the source batch (detached; ``None`` means uniform) and the weighter's loss.
+
+    ``source_loss``: a per-sample source loss (shape ``[B_s]``, with its graph) that replaces
+    the cross-entropy ℓ(C(F(x_s)), y_s) in the weighted mean; ``None`` keeps the
+    cross-entropy. Only loss corrections set it (``glc``)."""
 
     weights: torch.Tensor | None
     loss: torch.Tensor | None = None
     logs: dict[str, Any] = field(default_factory=dict)
+    source_loss: torch.Tensor | None = None
+
+    def per_sample(self, cross_entropy: torch.Tensor) -> torch.Tensor:
+        """The per-sample source loss of the step: ``source_loss`` where set, else the
+        cross-entropy the method computed."""
+        if self.source_loss is None:
+            return cross_entropy
+        if self.source_loss.shape != cross_entropy.shape:
+            raise ConfigError(f"a weighter's source_loss has shape "
+                              f"{tuple(self.source_loss.shape)}; one loss per source sample "
+                              f"{tuple(cross_entropy.shape)} is required.")
+        return self.source_loss
 
 
 class SourceWeighter(nn.Module):
@@ -93,7 +116,7 @@ class SourceWeighter(nn.Module):
         raise NotImplementedError
 
     def source_loss(self, per_sample: torch.Tensor, out: WeighterOutput) -> torch.Tensor:
-        """E_S[ℓ], or λ E_S[ω ℓ]."""
+        """E_S[ℓ], or λ E_S[ω ℓ] (``per_sample`` is already :meth:`WeighterOutput.per_sample`)."""
         if out.weights is None:
             return per_sample.mean()
         return self.lam * (out.weights * per_sample).mean()
