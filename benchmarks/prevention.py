@@ -122,18 +122,26 @@ def grid(cells: list[tuple[int, int]]) -> dict:
     return {"rows": rows, "iterations": ITERATIONS, "seeds": seeds}
 
 
-def overhead(reps: int = 2, iterations: int = 200) -> dict:
+#: weighters timed against plain DANN (gate=True's defence among them)
+OVERHEAD = {"dann": False, "dann+prototype": "prototype", "dann+glc": "glc",
+            "dann+l2rw": "l2rw"}
+
+
+def overhead(reps: int = 2, iterations: int = 100) -> dict:
+    """Seconds per step of each weighter in OVERHEAD and of DANN, interleaved, one process."""
     task = tg.TransferTask(*PAIR, eps=0.7, labeled_percent=30, label_noise="pairflip",
                            spec=SPEC, seed=0)
     data = task.train_data()
-    times: dict[str, list[float]] = {"dann": [], "dann+prototype": []}
+    times: dict[str, list[float]] = {k: [] for k in OVERHEAD}
     for _ in range(reps):
-        for key, gate in (("dann", False), ("dann+prototype", "prototype")):
+        for key, gate in OVERHEAD.items():
             fit = tg.Trainer(iterations=iterations, seed=0, eval_every=10**6).fit(
                 tg.create_method("dann", gate=gate), data)
             times[key].append(fit.loop_seconds / iterations)
+            print(key, times[key][-1], flush=True)
     per_step = {k: statistics.median(v) for k, v in times.items()}
-    return {"per_step": per_step, "ratio": per_step["dann+prototype"] / per_step["dann"],
+    return {"per_step": per_step,
+            "ratio": {k: v / per_step["dann"] for k, v in per_step.items()},
             "reps": reps, "iterations": iterations}
 
 
@@ -156,6 +164,10 @@ PROBE_METHODS: dict[str, tuple[bool | str, dict]] = {
     "glc(classifier, source off in warm-up)": (
         "glc", {"estimator": "classifier", "warmup": 0.2, "warmup_source": False}),
     "glc(prototype)": ("glc", {"estimator": "prototype", "warmup": 0.2}),
+    "glc(head lr x10, warmup .3, source off)": (
+        "glc", {"lr_mult": 10.0, "warmup": 0.3, "warmup_source": False}),
+    "glc(head lr x30, warmup .5)": ("glc", {"lr_mult": 30.0, "warmup": 0.5}),
+    "glc(knn, warmup .3)": ("glc", {"estimator": "knn", "warmup": 0.3}),
     "prototype": ("prototype", {}),
     "l2rw": ("l2rw", {}),
     # diagnostic, not a defence: the true C of the task (the protocol's masks), no estimation
@@ -172,13 +184,16 @@ def true_corruption(task: tg.TransferTask) -> list[list[float]]:
     return (n / n.sum(1, keepdim=True).clamp(min=1)).tolist()
 
 
-def probe(methods: list[str], seeds: list[int], iterations: int, out: str) -> dict:
+def probe(methods: list[str], seeds: list[int], iterations: int, out: str,
+          cells: list[int] | None = None) -> dict:
     """Every (cell, seed, method) once; results appended to ``prevention_OUT.json`` after each
     run, and runs already there are skipped (the probe resumes)."""
     path = RESULTS / f"prevention_{out}.json"
     rows: list[dict] = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {(r["cell"], r["seed"], r["method"]) for r in rows}
-    for cell in PROBE_CELLS:
+    for i, cell in enumerate(PROBE_CELLS):
+        if cells is not None and i not in cells:
+            continue
         src, tgt, noise, eps, labeled = cell
         key = f"{src}->{tgt} {noise} {eps} L{labeled}"
         for seed in seeds:
@@ -313,12 +328,17 @@ def report() -> str:
         out += probe_table(prow) + [""]
     if (RESULTS / "prevention_overhead.json").exists():
         o = load("overhead")
+        ratio = o["ratio"] if isinstance(o["ratio"], dict) else {
+            "dann+prototype": o["ratio"]}
         out += ["## Step time", "",
                 "`OMP_NUM_THREADS=1 python benchmarks/prevention.py --part overhead`", "",
-                f"DANN+prototype over DANN, seconds per step measured in one process "
-                f"({o['reps']} interleaved repetitions of {o['iterations']} steps, median): "
-                f"{o['per_step']['dann+prototype'] * 1000:.1f} ms / "
-                f"{o['per_step']['dann'] * 1000:.1f} ms = **{o['ratio']:.2f}x**.", ""]
+                f"Seconds per training step over DANN's, measured in one process ({o['reps']} "
+                f"interleaved repetitions of {o['iterations']} steps, median; mnist -> "
+                "uci-digits, L = 30%):", "", "| method | ms / step | over DANN |",
+                "|---|---|---|"]
+        for k, r in ratio.items():
+            out.append(f"| {k} | {o['per_step'][k] * 1000:.1f} | {r:.2f}x |")
+        out.append("")
     out += ["## Not measured here", "",
             "The issue's full grid (two pairs x ε in {0.3, 0.7, 0.9} x L in {10, 30, 50}% x "
             "uniform and pair-flip x 3 seeds), `permute` noise, syndigits -> mnist, the clean-"
@@ -337,6 +357,8 @@ def main() -> None:
                     help=f"probe: the candidates to run, of {list(PROBE_METHODS)}")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="probe seeds")
     ap.add_argument("--iterations", type=int, default=ITERATIONS, help="probe iterations")
+    ap.add_argument("--probe-cells", nargs="+", type=int, default=None,
+                    help="probe: indices into PROBE_CELLS (default: all)")
     ap.add_argument("--out", default="probe", help="probe: results file prevention_OUT.json")
     ap.add_argument("--cells", nargs="+", default=["10:0", "30:0", "10:1", "30:1"],
                     help="grid cells L:SEED, run in this order (results saved after each)")
@@ -349,7 +371,7 @@ def main() -> None:
     elif args.part == "overhead":
         save("overhead", overhead())
     elif args.part == "probe":
-        probe(args.methods, args.seeds, args.iterations, args.out)
+        probe(args.methods, args.seeds, args.iterations, args.out, args.probe_cells)
     else:
         write_result("prevention", report())
 

@@ -284,3 +284,8 @@ def test_l2rw_gives_a_planted_wrong_label_the_lowest_weight():
     feats.x_src = None
     with pytest.raises(tg.errors.ConfigError, match="inputs"):
         w(feats)
+
+
+def test_glc_knn_estimator_recovers_the_matrix_too():
+    w, truth, _ = _fit_glc({"estimator": "knn", "neighbors": 20, "bank": 120}, steps=5)
+    assert torch.allclose(w.C, truth, atol=0.15), w.C

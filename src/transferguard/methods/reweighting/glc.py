@@ -19,6 +19,23 @@ The labeled target keeps its plain cross-entropy (the method's own term). C is t
 ``warmup`` fraction of training has passed, so that the noisy head has learnt something
 before it is trusted. Without labeled target (L = 0) there is no trusted set: plain CE.
 
+Estimators of C (``estimator``; the correction is the same for all):
+
+- ``"noisy_head"`` (the paper's): the linear noisy head above. Online it is undertrained early
+  on; ``lr_mult`` (its learning rate over the base rate) and ``warmup`` give it time.
+- ``"knn"``: p_noisy(j | x_l) = the fraction of the ``neighbors`` most similar source features
+  (cosine, in a ring ``bank`` of recent detached source features) that carry label j: a
+  training-free noisy classifier, so C is usable as soon as the bank has filled.
+- ``"prototype"``: the other direction: labeled-target prototypes in F give p(true k | x_s)
+  for the *source* samples and C[k, j] ∝ Σ_s p(k | x_s) 1[ỹ_s = j] (EMA at ``joint_momentum``;
+  ``confidence`` > 0 counts only samples whose top prototype probability reaches it).
+- ``"classifier"``: the same with the main classifier's p(k | x_s).
+- ``matrix``: a known C (forward correction with a given matrix, Patrini et al. 2017): no
+  estimation; the probe uses the task's true C as an upper bound for every estimator.
+
+``warmup_source=False`` turns the source loss off during the warm-up (instead of plain CE), so
+the features are not first trained towards the noisy labels.
+
 Why F and not the pixels: the noisy head has to read *target* images (the trusted set) after
 learning from source images; in the aligned features the two domains are comparable, which
 is what DANN's alignment gives. With ``detach`` the head cannot pull F towards the noisy
@@ -46,7 +63,7 @@ from ...errors import ConfigError
 from .prototype import PrototypeWeighter
 from .weighter import Features, SourceWeighter, WeighterOutput, register_weighter
 
-ESTIMATORS = ("noisy_head", "prototype", "classifier")
+ESTIMATORS = ("noisy_head", "knn", "prototype", "classifier")
 
 
 @register_weighter("glc", "Gold Loss Correction: the labeled target estimates the source's "
@@ -57,7 +74,7 @@ class GoldLossCorrection(SourceWeighter):
                  detach: bool = True, estimator: str = "noisy_head",
                  confidence: float = 0.0, joint_momentum: float = 0.99,
                  warmup_source: bool = True, matrix: Sequence[Sequence[float]] | None = None,
-                 lr_mult: float = 1.0) -> None:
+                 neighbors: int = 10, bank: int = 1024, lr_mult: float = 1.0) -> None:
         super().__init__(feature_dim, num_classes, lam=lam, lr_mult=lr_mult)
         if not 0.0 <= momentum < 1.0:
             raise ConfigError(f"glc momentum must lie in [0, 1), got {momentum}.")
@@ -73,6 +90,15 @@ class GoldLossCorrection(SourceWeighter):
         self.estimator, self.confidence, self.joint_momentum = (
             estimator, confidence, joint_momentum)
         self.warmup_source = warmup_source
+        if neighbors < 1 or bank < neighbors:
+            raise ConfigError(f"glc needs 1 <= neighbors <= bank, got neighbors={neighbors}, "
+                              f"bank={bank}.")
+        self.neighbors = neighbors
+        # estimator="knn": a bank of recent (detached, normalised) source features and labels
+        self.register_buffer("bank_h", torch.zeros(bank if estimator == "knn" else 0,
+                                                   feature_dim))
+        self.register_buffer("bank_y", torch.full((len(self.bank_h),), -1, dtype=torch.long))
+        self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long))
         self.noisy_head = nn.Linear(feature_dim, num_classes)
         # estimator="prototype": labeled-target prototypes in F give p(true k | x_s) for the
         # *source* samples; C[k, j] ∝ Σ_s p(k | x_s) 1[ỹ_s = j] (an EMA of the soft joint)
@@ -128,9 +154,31 @@ class GoldLossCorrection(SourceWeighter):
         return (1 - self.smoothing) * self.corruption + self.smoothing * u
 
     @torch.no_grad()
+    def push(self, h_src: torch.Tensor, y_src: torch.Tensor) -> None:
+        """estimator="knn": add the source batch to the ring bank."""
+        n, size = len(y_src), len(self.bank_y)
+        idx = (self.bank_ptr + torch.arange(n, device=self.bank_y.device)) % size
+        self.bank_h[idx] = F.normalize(h_src.detach().float(), dim=1)[-size:]
+        self.bank_y[idx] = y_src[-size:]
+        self.bank_ptr.fill_(int((self.bank_ptr + n) % size))
+
+    @torch.no_grad()
+    def noisy_posterior(self, h: torch.Tensor) -> torch.Tensor:
+        """p_noisy(j | x): the noisy head's softmax, or with estimator="knn" the label
+        histogram of the ``neighbors`` most similar source features in the bank."""
+        if self.estimator != "knn":
+            return torch.softmax(self.noisy_head(h.detach().float()), 1)
+        filled = self.bank_y >= 0
+        bank_h, bank_y = self.bank_h[filled], self.bank_y[filled]
+        k = min(self.neighbors, len(bank_y))
+        sims = F.normalize(h.detach().float(), dim=1) @ bank_h.T
+        nn_idx = sims.topk(k, dim=1).indices
+        return F.one_hot(bank_y[nn_idx], self.num_classes).float().mean(1)
+
+    @torch.no_grad()
     def update(self, h_lab: torch.Tensor, y_lab: torch.Tensor) -> None:
         """Move the rows of the classes in the trusted batch towards their mean p_noisy."""
-        p = torch.softmax(self.noisy_head(h_lab.detach().float()), 1)
+        p = self.noisy_posterior(h_lab)
         sums = torch.zeros_like(self.corruption).index_add_(0, y_lab, p)
         counts = torch.bincount(y_lab, minlength=self.num_classes).float()
         present = counts > 0
@@ -156,8 +204,11 @@ class GoldLossCorrection(SourceWeighter):
             if feats.h_lab is not None and len(feats.h_lab):
                 self.update_from_source(torch.softmax(feats.logits_src.detach().float(), 1),
                                         feats.y_src)
-        elif feats.h_lab is not None and len(feats.h_lab):
-            self.update(feats.h_lab, feats.y_lab)
+        else:
+            if self.estimator == "knn":
+                self.push(feats.h_src, feats.y_src)
+            if feats.h_lab is not None and len(feats.h_lab):
+                self.update(feats.h_lab, feats.y_lab)
         if self.ready and feats.progress >= self.warmup:
             self.active.fill_(True)
         if not bool(self.active):
