@@ -159,8 +159,8 @@ PROBE_CELLS = (
 PROBE_METHODS: dict[str, tuple[bool | str, dict]] = {
     "DANN": (False, {}),
     "DANN_T": (False, {}),
-    "glc": ("glc", {}),
-    "glc(head lr x10, warmup .3)": ("glc", {"lr_mult": 10.0, "warmup": 0.3}),
+    "glc(head lr x1, warmup .1)": ("glc", {"lr_mult": 1.0, "warmup": 0.1}),
+    "glc(head lr x10, warmup .3)": ("glc", {"lr_mult": 10.0, "warmup": 0.3}),  # the defaults
     "glc(classifier, source off in warm-up)": (
         "glc", {"estimator": "classifier", "warmup": 0.2, "warmup_source": False}),
     "glc(prototype)": ("glc", {"estimator": "prototype", "warmup": 0.2}),

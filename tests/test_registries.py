@@ -69,6 +69,8 @@ def test_every_source_weighter_gives_detached_non_negative_weights(name):
 def test_gate_option_names_a_weighter():
     assert tg.create_method("dann", gate=True).label == "dann+gate"
     assert tg.create_method("dann", gate="gate").label == "dann+gate"
+    assert tg.create_method("dann", gate="paper").label == "dann+gate"  # the paper's, by name
+    assert tg.create_method("dann", gate="glc").label == "dann+glc"
     assert tg.create_method("dann").label == "dann"
     with pytest.raises(UnknownNameError, match="source weighter"):
         tg.create_method("dann", gate="no")

@@ -21,8 +21,9 @@ times the base rate) with
   such as KMM's, looked up with ``feats.index_src``).
 
 Weighters are registered by name (:data:`WEIGHTERS`); a method takes one through its
-``gate`` option: ``False`` (uniform weights), ``True`` (the discriminator gate of Wang et al.)
-or a registered weighter's name, with ``gate_options`` passed to its constructor.
+``gate`` option: ``False`` (uniform weights), ``True`` (the discriminator gate of Wang et al.;
+``"paper"`` names it explicitly) or a registered weighter's name, with ``gate_options``
+passed to its constructor.
 """
 
 from __future__ import annotations
@@ -149,13 +150,22 @@ def list_weighters() -> list[str]:
     return WEIGHTERS.names()
 
 
+#: what ``gate=True`` means: the paper's discriminator gate (issue 10's probe found no
+#: defence that closes the negative-transfer gap, so the default was not switched)
+DEFAULT_GATE = "gate"
+#: other names for registered weighters: ``gate="paper"`` names the paper's gate explicitly
+ALIASES = {"paper": "gate"}
+
+
 def weighter_name(gate: bool | str) -> str | None:
-    """The weighter a ``gate`` option names: None for False, "gate" for True."""
+    """The weighter a ``gate`` option names: None for False, :data:`DEFAULT_GATE` for True,
+    the paper's gate for "paper"."""
     if gate is False or gate is None:
         return None
     if gate is True:
-        return "gate"
+        return DEFAULT_GATE
     if isinstance(gate, str):
+        gate = ALIASES.get(gate, gate)
         if gate not in WEIGHTERS:
             WEIGHTERS.get(gate)  # raises with the known names and close matches
         return gate
