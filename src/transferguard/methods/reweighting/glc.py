@@ -36,6 +36,7 @@ Estimators of C (``estimator``; the correction is the same for all):
 - ``matrix``: a known C (forward correction with a given matrix, Patrini et al. 2017): no
   estimation; the probe uses the task's true C as an upper bound for every estimator.
 
+The noisy head trains with every estimator (its p(ỹ | x) is reported as ``noisy_p``).
 ``warmup_source=False`` turns the source loss off during the warm-up (instead of plain CE), so
 the features are not first trained towards the noisy labels.
 
@@ -97,6 +98,10 @@ class GoldLossCorrection(SourceWeighter):
             raise ConfigError(f"glc needs 1 <= neighbors <= bank, got neighbors={neighbors}, "
                               f"bank={bank}.")
         self.neighbors = neighbors
+        if not 0.0 <= confidence <= 1.0:
+            raise ConfigError(f"glc confidence is a probability in [0, 1], got {confidence}.")
+        if not 0.0 <= joint_momentum < 1.0:
+            raise ConfigError(f"glc joint_momentum must lie in [0, 1), got {joint_momentum}.")
         # estimator="knn": a bank of recent (detached, normalised) source features and labels
         self.register_buffer("bank_h", torch.zeros(bank if estimator == "knn" else 0,
                                                    feature_dim))
@@ -125,10 +130,7 @@ class GoldLossCorrection(SourceWeighter):
     # ------------------------------------------------------------------ C
     @property
     def ready(self) -> bool:
-        if self.estimator == "classifier":
-            return bool(self.seen.all())
-        if self.prototypes is not None:
-            return self.prototypes.ready
+        """Whether every row of C has been estimated at least once."""
         return bool(self.seen.all())
 
     @torch.no_grad()
