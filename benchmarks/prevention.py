@@ -178,6 +178,7 @@ PROBE_METHODS: dict[str, tuple[bool | str, dict]] = {
         "glc", {"lr_mult": 10.0, "warmup": 0.3, "warmup_source": False}),
     "glc(head lr x30, warmup .5)": ("glc", {"lr_mult": 30.0, "warmup": 0.5}),
     "glc(knn, warmup .3)": ("glc", {"estimator": "knn", "warmup": 0.3}),
+    "glc(momentum .98)": ("glc", {"momentum": 0.98}),
     "prototype": ("prototype", {}),
     "l2rw": ("l2rw", {}),
     # diagnostic, not a defence: the true C of the task (the protocol's masks), no estimation
@@ -238,6 +239,9 @@ PROBE_COMMANDS = (
     '--seeds 0 1 --out probe_knn --probe-cells 0 1 --methods "glc(knn, warmup .3)"',
     "--seeds 0 1 --out probe_l2rw --probe-cells 0 1 --methods l2rw",
     '--seeds 0 1 --out probe_oracle --probe-cells 0 1 --methods "glc(oracle C)"',
+    '--seeds 0 1 --out probe_m98 --probe-cells 0 1 --methods "glc(momentum .98)"',
+    '--seeds 2 --out probe_s2 --probe-cells 0 1 3 4 5 --methods DANN DANN_T '
+    '"glc(head lr x10, warmup .3)"',
 )
 
 
