@@ -25,7 +25,8 @@ Estimators of C (``estimator``; the correction is the same for all):
   undertrained early on; ``lr_mult`` (its learning rate over the base rate, default 10) and
   ``warmup`` (default 0.3) give it time: in the probe of ``benchmarks/prevention.py`` (mnist ->
   uci-digits, pair-flip, 2 seeds) these defaults left NTG at +0.6 / +1.3 (ε 0.7 / 0.9, L 10%)
-  where ``lr_mult=1, warmup=0.1`` left +1.8 / +3.0 and DANN +2.6 / +4.2.
+  where ``lr_mult=1, warmup=0.1`` left +1.8 / +3.0 and DANN +2.6 / +4.2 (3 seeds in
+  docs/results/prevention.md).
 - ``"knn"``: p_noisy(j | x_l) = the fraction of the ``neighbors`` most similar source features
   (cosine, in a ring ``bank`` of recent detached source features) that carry label j: a
   training-free noisy classifier, so C is usable as soon as the bank has filled.

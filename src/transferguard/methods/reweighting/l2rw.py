@@ -11,9 +11,10 @@ loss of the labeled target batch (the clean meta set), and keeps only those that
 The virtual step runs the model functionally (``torch.func.functional_call``) on the step's
 source and labeled inputs with copies of its buffers (BatchNorm statistics are not moved), and
 differentiates through it; the real step then trains on λ E_S[ω ℓ] as every weighter does.
-Cost: one extra forward of each batch and a double backward, about 3x a DANN step (measured in
-``benchmarks/prevention.py --part overhead``). α only scales g (ε = 0, so θ' = θ), hence ω
-does not depend on it after the normalisation; it is kept for the paper's form.
+Cost: one extra forward of each batch and a double backward: 2.0x a DANN step on LeNet
+(``benchmarks/prevention.py --part overhead``; Ren et al. report about 3x). α only scales g
+(ε = 0, so θ' = θ), hence ω does not depend on it after the normalisation; it is kept for the
+paper's form.
 
 Per-sample score outside a step (``score_batch``): the mean ω the sample got over the steps
 that drew it (1 for a sample never drawn), a by-product of training (``index_src``). Needs the
