@@ -289,3 +289,21 @@ def test_l2rw_gives_a_planted_wrong_label_the_lowest_weight():
 def test_glc_knn_estimator_recovers_the_matrix_too():
     w, truth, _ = _fit_glc({"estimator": "knn", "neighbors": 20, "bank": 120}, steps=5)
     assert torch.allclose(w.C, truth, atol=0.15), w.C
+
+
+@pytest.mark.parametrize("gate, options", [("glc", {"warmup": 0.0}), ("l2rw", {})])
+def test_dann_trains_with_glc_and_l2rw_and_scores_every_source_sample(tiny_task, fast_trainer,
+                                                                      gate, options):
+    m = tg.create_method("dann", gate=gate, gate_options=options)
+    fit = fast_trainer.fit(m, tiny_task.train_data())
+    row = fit.history[-1]
+    assert torch.isfinite(torch.tensor(row["loss"]))
+    assert ("glc_diag" if gate == "glc" else "l2rw_zero") in row  # the weighter ran
+    s = m.source_scores()
+    n = len(tiny_task.train_data().source)
+    assert s["weight"].shape == (n,) and torch.isfinite(s["weight"]).all()
+    if gate == "glc":  # C became active (every class trusted, no warm-up): rows sum to 1
+        assert bool(m.weighter_.active)
+        assert torch.allclose(m.weighter_.C.sum(1), torch.ones(len(m.weighter_.C)), atol=1e-5)
+        assert ((s["weight"] >= 0) & (s["weight"] <= 1)).all()  # a posterior
+    assert m.twin().label == "dann_T"
