@@ -154,11 +154,13 @@ class SharedDictionaryTransfer:
         return float(j)
 
     def _solve(self, x: np.ndarray, targets: np.ndarray, ws: list[np.ndarray],
-               beta: float, k: int, max_iter: int | None = None) -> None:
+               beta: float, k: int, max_iter: int | None = None,
+               basis: np.ndarray | None = None) -> None:
+        """``basis``: the left singular vectors of [W_S^1 … W_S^m] when already computed
+        (they depend on the sources only, so cross-validation computes them once)."""
         dim, c = ws[0].shape
         k = min(k, dim)
-        stacked = np.concatenate(ws, axis=1)
-        u = np.linalg.svd(stacked, full_matrices=False)[0]
+        u = _source_basis(ws) if basis is None else basis
         d = np.zeros((dim, k))
         d[:, : min(k, u.shape[1])] = u[:, :k]
         if k > u.shape[1]:  # more atoms than the sources span: random unit columns
@@ -168,12 +170,10 @@ class SharedDictionaryTransfer:
             0.05 * float(np.mean([np.linalg.norm(w) for w in ws])) / math.sqrt(k)
         vs = [np.zeros((k, c)) for _ in ws]
         vt = np.zeros((k, c))
-        from scipy.linalg import cho_factor, cho_solve
-
-        xtx, xty = x.T @ x, x.T @ targets
-        wt = np.linalg.solve((2 * beta * self.ridge) * np.eye(dim) + beta * xtx, beta * xty)
+        xty = x.T @ targets
+        wt = _ShiftedGram(x, 2 * beta * self.ridge, beta).solve(beta * xty)
         # the W_T-step's matrix is the same every iteration: factorise it once
-        chol = cho_factor((self.alpha + 2 * beta * self.ridge) * np.eye(dim) + beta * xtx)
+        w_step = _ShiftedGram(x, self.alpha + 2 * beta * self.ridge, beta)
         history = [self.objective(x, targets, ws, d, vs, vt, wt, beta, eta)]
         converged = False
         it = 0
@@ -183,7 +183,7 @@ class SharedDictionaryTransfer:
             if self.alpha > 0:
                 vt = _ista(d, wt, vt, float(self.alpha), eta, self.inner_iter)
             d = _dictionary_step(d, ws + [wt], vs + [vt], [1.0] * len(ws) + [self.alpha])
-            wt = cho_solve(chol, self.alpha * d @ vt + beta * xty)
+            wt = w_step.solve(self.alpha * d @ vt + beta * xty)
             history.append(self.objective(x, targets, ws, d, vs, vt, wt, beta, eta))
             if history[-2] - history[-1] <= self.tol * max(abs(history[-2]), 1e-12):
                 converged = True
@@ -212,6 +212,7 @@ class SharedDictionaryTransfer:
         else:
             fold_of = rng.permutation(n) % folds
         best, best_score = (betas[0], atoms[0]), -np.inf
+        basis = _source_basis(ws)
         for k in atoms:
             for b in betas:
                 score = 0.0
@@ -220,7 +221,8 @@ class SharedDictionaryTransfer:
                     if not tr.any() or not te.any():
                         continue
                     est = SharedDictionaryTransfer(**self.get_params())
-                    est._solve(x[tr], targets[tr], ws, b, k, max_iter=min(int(self.max_iter), 30))
+                    est._solve(x[tr], targets[tr], ws, b, k,
+                               max_iter=min(int(self.max_iter), 30), basis=basis)
                     pred = x[te] @ est.coef_
                     if classes is not None:
                         score += float((pred.argmax(1) == targets[te].argmax(1)).sum())
@@ -278,6 +280,40 @@ class SharedDictionaryTransfer:
                             f"target has {dim} features and {c} outputs; they must match "
                             "(d x c, in the order of classes_).")
         return ws
+
+
+def _source_basis(ws: list[np.ndarray]) -> np.ndarray:
+    """Left singular vectors of [W_S^1 … W_S^m] (the initial dictionary's candidates)."""
+    return np.linalg.svd(np.concatenate(ws, axis=1), full_matrices=False)[0]
+
+
+class _ShiftedGram:
+    """Solves (a I + b XᵀX) W = R for many right-hand sides, factorised once.
+
+    With fewer samples than features (n < d, the usual labeled target) the d x d system is
+    solved through the n x n one (Woodbury): (aI + bXᵀX)⁻¹ R = (R − b Xᵀ(aI_n + b XXᵀ)⁻¹ X R)/a,
+    O(n²d) to factorise and O(ndc) per solve instead of O(d³) and O(d²c): on pixels at
+    3 x 24 x 24 (d = 1729) with a few hundred labels, the difference between milliseconds and
+    seconds per cross-validation fit.
+    """
+
+    def __init__(self, x: np.ndarray, a: float, b: float) -> None:
+        from scipy.linalg import cho_factor
+
+        n, dim = x.shape
+        self.x, self.a, self.b = x, float(a), float(b)
+        self.dual = n < dim and self.a > 0
+        if self.dual:
+            self.chol = cho_factor(self.a * np.eye(n) + self.b * (x @ x.T))
+        else:
+            self.chol = cho_factor(self.a * np.eye(dim) + self.b * (x.T @ x))
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        from scipy.linalg import cho_solve
+
+        if self.dual:
+            return (r - self.b * self.x.T @ cho_solve(self.chol, self.x @ r)) / self.a
+        return cho_solve(self.chol, r)
 
 
 def _sq(a: np.ndarray) -> float:
