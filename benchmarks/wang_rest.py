@@ -49,7 +49,8 @@ PAIRS = (("syndigits", "mnist"), ("mnist", "uci-digits"))
 #: unweighted source + target)
 SHALLOW = {"tca": ("TCA (pixels)", "tca", {}), "kmm": ("KMM (pixels)", "kmm", {}),
            "kmm-control": ("linear, source + target, β ≡ 1 (control)", "kmm",
-                           {"B": 1.0, "eps": 0.0})}
+                           {"B": 1.0, "eps": 0.0}),
+           "dictionary": ("shared dictionary (pixels, 4 source parts)", "dictionary", {})}
 #: the deep rows whose paper-gate numbers come from docs/results/gate_tables.json
 GATE_TABLE_METHODS = ("dann", "dan", "dcoral", "adda", "cdan", "pada")
 #: every domain-adaptation method of the table (each composes a source weighter)
