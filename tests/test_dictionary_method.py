@@ -89,3 +89,11 @@ def test_dictionary_refuses_more_source_models_than_source_samples(tiny_task, fa
     with pytest.raises(DataError, match="fewer than n_source_models"):
         fast_trainer.fit(tg.create_method("dictionary", n_source_models=len(data.source) + 1),
                          data)
+
+
+def test_dictionary_without_labeled_target_is_reported_untrained(fast_trainer):
+    task = tg.TransferTask("mnist", "uci-digits", labeled_percent=0, source_size=200,
+                           spec=tg.InputSpec(3, 16))
+    for m in (tg.create_method("dictionary"), tg.create_method("dictionary").twin()):
+        res = fast_trainer.run(m, task)
+        assert not res.trained and "no labeled samples" in res.note

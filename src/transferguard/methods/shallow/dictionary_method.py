@@ -116,14 +116,14 @@ class DictionaryTransferMethod(ShallowMethod):
 
     def prepare(self, data: TrainData, trainer: Any) -> None:
         c = data.num_classes
+        if len(data.source if self.source_free else data.target_labeled) == 0:
+            del self.features_  # no labeled target: can_train reports an untrained model
+            return
         if self.source_free:  # the twin: the labeled target sits in the source slot
             z, y = self._design(self.features_["source"]), _labels(data.source, data)
             est = self.estimator().twin().fit(z, y, source_models=[np.zeros((z.shape[1], c))],
                                               classes=np.arange(c))
         else:
-            if len(data.target_labeled) == 0:
-                raise DataError("dictionary needs labeled target samples (W_T fits them); "
-                                "use labeled_percent > 0 or labeled_per_class >= 1.")
             zs, ys = self._design(self.features_["source"]), _labels(data.source, data)
             m = self.n_source_models
             if len(zs) < m:
