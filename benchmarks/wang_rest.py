@@ -198,14 +198,28 @@ def render_table2(entries: dict, gate: str, iterations: int = ITERATIONS) -> lis
                       "trained here with the same protocol, their twin GTA_T (the "
                       "source-free GTA, shared by both rows as DANN_T is by DANN and "
                       "DANN_gate)."]
-            short = sorted(RESULTS.glob("wang_rest_table2_it*.md"))
+            short = sorted(RESULTS.glob("wang_rest_table2_it*.json"))
             if not any(f"-{row_name('gta', None)}" in k for k in entries) and short:
                 lines.append(
                     f"GTA and GTA_gate are not in this table at {ITERATIONS} iterations: a GTA "
                     "step costs 5 to 6 DANN steps (`--part cost`) and their 18 runs did not "
                     "fit the CPU budget. They are measured at fewer iterations, next to DANN "
-                    "and DANN_gate at the same count, in "
-                    + ", ".join(f"[{f.name}]({f.name})" for f in short) + ".")
+                    "and DANN_gate at the same count (below, and in "
+                    + ", ".join(f"[{f.stem}.md]({f.stem}.md)" for f in short) + ").")
+                for f in short:
+                    its = int(f.stem.rsplit("_it", 1)[1])
+                    rows = {k: as_result(v) for k, v in
+                            json.loads(f.read_text())["table2"].items()}
+                    lines += ["", f"#### GTA at {its} iterations (every row and twin at {its}; "
+                              f"compare within this block, not with the {ITERATIONS}-iteration "
+                              "rows above)", "", header, "|---|" + "---:|" * (len(PAIRS) + 1)]
+                    for m in ("gta", "dann"):
+                        for g in (None, "gate"):
+                            line = table_row(row_name(m, g), [rows.get(f"{s}-{t}-{row_name(m, g)}")
+                                                              for s, t in PAIRS])
+                            if line:
+                                lines.append(line)
+                    lines.append("")
         else:
             lines += ["", f"**{iterations} iterations, not the {ITERATIONS} of the main "
                       "table**: accuracies here compare with each other, not with the "
@@ -360,6 +374,9 @@ def main() -> None:
                     + ", ".join(f"`{c}`" for c in used))
     else:
         cmd_text = f"Command: `{cmd}`"
+    done = provenance(trained, reused, time.perf_counter() - t0)
+    if args.render_only:
+        done = "rewritten from its json by `--render-only` (no training)."
     head = ["# The rest of Wang et al.: TCA, KMM, GTA and active learning for transfer", "",
             cmd_text, "",
             f"LeNet / linear classifiers at {SPEC.channels}x{SPEC.size}x{SPEC.size}, batch 32 "
@@ -367,7 +384,7 @@ def main() -> None:
             f"seeds {args.seeds}. Each Table 2 "
             "cell: mean test accuracy over seeds (NTG = acc(twin) − acc(method), in points; "
             "> 0 is negative transfer); model selection on the labeled-target validation "
-            "split. Last invocation: " + provenance(trained, reused, time.perf_counter() - t0),
+            "split. Last invocation: " + done,
             ""]
     write_result(name, "\n".join(head + sections), json.dumps(raw, indent=1, default=str))
 
