@@ -53,10 +53,13 @@ def test_dictionary_predicts_like_its_estimator_and_the_twin_is_ridge(tiny_task,
 
     twin = m.twin()
     assert twin.label == "dictionary(n_source_models=3, n_atoms=6, beta=1, max_iter=30)_T"
+    assert m.get_params()["twin_ridge_grid"] == twin.get_params()["twin_ridge_grid"]
     fast_trainer.fit(twin, data.without_source())
     z, _ = _design(twin, data.target_labeled, data.spec)  # its standardisation, our labels
     y = np.eye(data.num_classes)[data.target_labeled.labels.numpy()]
-    ridge = np.linalg.solve(z.T @ z + 2.0 * np.eye(dim), z.T @ y)
+    rho = twin.twin_ridge_  # chosen by cross-validation on the labeled target
+    assert rho in (0.1, 1.0, 10.0, 100.0, 1000.0)
+    ridge = np.linalg.solve(z.T @ z + 2.0 * rho * np.eye(dim), z.T @ y)
     assert np.allclose(twin.dictionary_.coef_, ridge, atol=1e-6)
     assert not hasattr(twin, "source_models_")
 
@@ -77,6 +80,7 @@ def test_dictionary_runs_through_the_ntg_protocol(tiny_task, fast_trainer):
     ({"source_ridge": 0.0}, "source_ridge must be > 0"),
     ({"beta": -1.0}, "beta must be > 0"),
     ({"n_atoms": 0}, "n_atoms must be >= 1"),
+    ({"twin_ridge_grid": (1.0, -1.0)}, "twin_ridge_grid must hold values > 0"),
     ({"features": "edges"}, "features must be one of"),
 ])
 def test_dictionary_bad_options_stop_before_training(options, match, tiny_task, fast_trainer):
@@ -97,3 +101,13 @@ def test_dictionary_without_labeled_target_is_reported_untrained(fast_trainer):
     for m in (tg.create_method("dictionary"), tg.create_method("dictionary").twin()):
         res = fast_trainer.run(m, task)
         assert not res.trained and "no labeled samples" in res.note
+
+
+def test_twin_ridge_is_chosen_from_its_grid_or_falls_back():
+    from transferguard.methods.shallow.dictionary_method import _cv_ridge
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(30, 50)), np.repeat(np.arange(3), 10)
+    assert _cv_ridge(z, y, (0.5, 5.0, 50.0), 1.0, seed=0) in (0.5, 5.0, 50.0)
+    assert _cv_ridge(z, y, (), 7.0, seed=0) == 7.0  # empty grid: the estimator's ρ
+    assert _cv_ridge(z[:4], y[:4], (0.5, 5.0), 7.0, seed=0) == 7.0  # too few to fold
