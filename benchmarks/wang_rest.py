@@ -338,6 +338,7 @@ def main() -> None:
                     help=f"table2: training iterations (default {ITERATIONS}, the protocol of "
                     "every row; another value writes a separate _itN page, for checks)")
     args = ap.parse_args()
+    args.gate = {"paper": "gate"}.get(args.gate, args.gate)  # the paper's gate, by name
     if args.gate not in WEIGHTERS:
         ap.error(f"--gate {args.gate!r} is not a registered source weighter; choose from "
                  f"{WEIGHTERS.names()}.")
