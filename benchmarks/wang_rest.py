@@ -2,12 +2,23 @@
 Table 2 (TCA, KMM) and active learning for transfer (methods reference sections 1.7, 7.2).
 
     python benchmarks/wang_rest.py [--part table2|active|cost|all] [--seeds 0 1 2]
+    python benchmarks/wang_rest.py --part table2 --methods gta gta+gate   # merge two rows
+    python benchmarks/wang_rest.py --part table2 --gate prototype         # another weighter
 
 - **Table 2, extended** (ε = 0.7, L = 10%, the two pairs and the protocol of
   ``benchmarks/gate_tables.py``: InputSpec(3, 24), 600 iterations, batch 32, seeds 0 1 2):
   TCA and KMM on pixel features, each with its twin (the same linear classifier on the
   labeled target alone), next to the deep rows of ``docs/results/gate_tables.json``
-  (produced by ``python benchmarks/gate_tables.py``; read, not re-run).
+  (produced by ``python benchmarks/gate_tables.py``; read, not re-run), and the rows trained
+  here: GTA and GTA_gate (twin GTA_T), ``dictionary`` (twin: the target-only ridge).
+  ``--methods`` trains only the named rows and merges them into the json (the others keep
+  their numbers); ``--pairs S:T`` splits the work between processes sharing the run store;
+  ``--gate NAME`` puts another registered source weighter in the gate's slot of every DA
+  method (dann, dan, dcoral, adda, cdan, pada, gta) and writes
+  ``wang_rest_table2_NAME.md/.json``; ``--iterations N`` (not 600) writes a separate
+  ``_itN`` page where DANN and DANN_gate can be trained at N as the reference (GTA's rows
+  are there at 200: their 600-iteration runs did not fit the CPU budget);
+  ``--render-only`` rewrites a page from its json.
 - **Active learning**: mnist -> uci-digits at ε = 0.7, L = 10% to start with, DANN as the
   transfer model (200 iterations per round), target_only as the base model; 5 rounds of
   b = 20 queries; strategies ``transfer`` (disagreement + MMD to the source, λ = 1),
