@@ -1,7 +1,6 @@
-"""The demo: transfer helping, a source that clearly hurts, and the defences against it.
+"""The demo: transfer helping, a source that clearly hurts, and safe mode telling them apart.
 
-Two scenarios, LeNet at 24x24, 3 seeds, each method against its target-only twin (DANN_T,
-shared by every DANN row of a scenario):
+Two scenarios, LeNet at 24x24, 3 seeds, each method against its target-only twin (DANN_T):
 
 - **helpful source** (mnist -> mnist-m, clean, 5% of the target labeled): the target alone
   is weak and DANN shows clear positive transfer;
@@ -9,15 +8,19 @@ shared by every DANN row of a scenario):
   moved by pair-flip noise at ε_y = 1, 10% of the target labeled): each digit of the source
   carries the *next* class's label (in a seeded cyclic order), as when two data sets disagree
   on their label maps, so the source teaches a wrong rule the target labels must undo. DANN
-  shows clear negative transfer; the rows below it are the defences: the paper's
-  discriminator gate, the best source weighter (:data:`BEST_WEIGHTER`), and safe mode around
-  it (the method, its twin or a blend, chosen on the labeled target's validation split with
-  Holm-corrected McNemar tests; it reuses the runs above, no extra training).
+  shows clear negative transfer.
 
-The settings were chosen so that the verdicts do not hang on a seed: with 5 seeds
-(``transferguard demo --seeds 0 1 2 3 4``) every row keeps its 3-seed verdict, and the
-intervals of the two DANN rows clear 0 by several points (docs/results/demo.md gives both
-tables). Every run is recorded in ``OUT/runs.sqlite``; ``--resume`` skips finished runs.
+In both, safe mode around DANN (the method, its twin or a blend, chosen on the labeled
+target's validation split with Holm-corrected McNemar tests; it reuses the two runs, no extra
+training) keeps the transfer where it helps and the twin where it hurts.
+
+Only rows whose verdict holds with margin are shown: with 5 seeds
+(``transferguard demo --seeds 0 1 2 3 4``) every row keeps its 3-seed verdict
+(docs/results/demo.md gives both tables). The source weighters (the paper's gate, Gold Loss
+Correction) narrow this gap by 4 to 6 points but do not close it, and their rows changed
+verdict between 3 and 5 seeds (+3.3 [+1.8, +4.7] and +3.8 [+0.1, +7.5] with 5 seeds), so they
+are measured in docs/results/prevention_grid.md instead. Every run is recorded in
+``OUT/runs.sqlite``; ``--resume`` skips finished runs.
 """
 
 from __future__ import annotations
@@ -32,21 +35,14 @@ from ..analysis.ntg import NTGResult, negative_transfer_gap
 from ..analysis.safe import SafeMode, safe_ntg
 from ..data import InputSpec, TransferTask
 from ..engine import Trainer
-from ..methods import create_method, list_weighters
+from ..methods import create_method
 from ..report.tables import collapse_flag, format_table, interval_text
 from ..utils import atomic_write
 from .runner import Runner
 from .store import RunStore
 
-#: the source weighter the demo shows as "the" defence (one constant: swap it here)
-BEST_WEIGHTER = "prototype"
 #: iterations per run (``make demo`` stays under 5 minutes on 2 cores)
 ITERATIONS = 400
-
-
-def paper_gate() -> str:
-    """The paper's discriminator gate under its registered name."""
-    return "paper" if "paper" in list_weighters() else "gate"
 
 
 @dataclass(frozen=True)
@@ -71,10 +67,8 @@ class DemoRow:
 def scenarios() -> tuple[Scenario, ...]:
     return (
         Scenario("helpful source, L=5%", "mnist", "mnist-m",
-                 {"eps": 0.0, "labeled_percent": 5}, (("dann", {}, False),)),
-        Scenario("harmful source, L=10%", *HARMFUL,
-                 (("dann", {}, False), ("dann", {"gate": paper_gate()}, False),
-                  ("dann", {"gate": BEST_WEIGHTER}, True))),
+                 {"eps": 0.0, "labeled_percent": 5}, (("dann", {}, True),)),
+        Scenario("harmful source, L=10%", *HARMFUL, (("dann", {}, True),)),
     )
 
 
