@@ -10,9 +10,13 @@ Two scenarios, LeNet at 24x24, 3 seeds, each method against its target-only twin
   on their label maps, so the source teaches a wrong rule the target labels must undo. DANN
   shows clear negative transfer.
 
-In both, safe mode around DANN (the method, its twin or a blend, chosen on the labeled
-target's validation split with Holm-corrected McNemar tests; it reuses the two runs, no extra
-training) keeps the transfer where it helps and the twin where it hurts.
+In the harmful scenario, safe mode around DANN (the method, its twin or a blend, chosen on
+the labeled target's validation split with Holm-corrected McNemar tests; it reuses the two
+runs, no extra training) keeps the twin: NTG exactly 0. It is not shown in the helpful
+scenario because there it pays its price: with 5% of a small target labeled, the validation
+split holds a few dozen images, too few for the test to prove a 20-point gain, and safe mode
+kept the twin in 2 of 3 seeds (64.5 against DANN's 76.9; measured with this code, the row
+added to the helpful scenario).
 
 Only rows whose verdict holds with margin are shown: with 5 seeds
 (``transferguard demo --seeds 0 1 2 3 4``) every row keeps its 3-seed verdict
@@ -67,7 +71,7 @@ class DemoRow:
 def scenarios() -> tuple[Scenario, ...]:
     return (
         Scenario("helpful source, L=5%", "mnist", "mnist-m",
-                 {"eps": 0.0, "labeled_percent": 5}, (("dann", {}, True),)),
+                 {"eps": 0.0, "labeled_percent": 5}, (("dann", {}, False),)),
         Scenario("harmful source, L=10%", *HARMFUL, (("dann", {}, True),)),
     )
 
