@@ -229,6 +229,10 @@ def sweep_from_dict(data: Any) -> SweepConfig:
             raise ConfigError(f"grid.{raw} must be a non-empty list of values, got "
                               f"{values!r}; e.g. grid: {{{raw}: [value1, value2]}}.")
         axes[axis] = values
+    both = [a for a in ("eps_x", "eps_y") if a in axes]
+    if "eps" in axes and both:
+        raise ConfigError(f"grid.eps and grid.{both[0]}: eps sets eps_x = eps_y, so a value of "
+                          f"one would override the other; sweep eps, or eps_x / eps_y.")
     if "methods" not in axes and len(base.methods) > 1:
         axes["methods"] = list(base_dict.get("methods") or base.methods)
     if "seeds" not in axes and len(base.seeds) > 1:
@@ -522,6 +526,8 @@ def _point_text(sweep: SweepConfig, job: SweepJob) -> str:
 
 
 _RUNNERS: dict[str, Any] = {}
+#: set while this process trains a job (the parent watch lets it record an interruption)
+_IN_JOB = threading.Event()
 
 
 def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
@@ -543,6 +549,7 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     runner.since = ctx.since  # what another worker finished since the sweep began is fresh
     t0 = time.perf_counter()
     reused = runner.reused
+    _IN_JOB.set()
     try:
         res = runner(job.build_method(), job.config.task.build(seed=job.task_seed), job.seed)
     except RunFailedBefore as exc:
@@ -551,6 +558,8 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     except Exception as exc:  # recorded failed in the store by the runner
         return {"key": job.key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "seconds": time.perf_counter() - t0}
+    finally:
+        _IN_JOB.clear()
     return {"key": job.key, "status": "reused" if runner.reused > reused else "trained",
             "test_accuracy": res.test_accuracy, "seconds": time.perf_counter() - t0}
 
@@ -573,16 +582,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _watch_parent(parent: int, every: float = 0.5) -> None:
-    """End this worker when its driver is gone (killed with SIGKILL, it could not end us):
-    SIGTERM to ourselves records the run as interrupted; if that does not end the process
-    within 20 s, exit hard (the ``running`` row of a dead pid is reclaimed by the next claim)."""
-    while True:
+def _watch_parent(parent: int, every: float = 0.5, grace: float = 20.0) -> None:
+    """End this worker when its driver is gone (killed with SIGKILL, it could not end us; and
+    the pool's queues would keep us waiting for work forever): a run in progress is stopped
+    with SIGTERM, which records it as interrupted, then the process exits. If the run does
+    not stop within ``grace`` seconds the process exits anyway (the ``running`` row of a dead
+    pid is reclaimed by the next claim)."""
+    while os.getppid() == parent:
         time.sleep(every)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(20)
-            os._exit(1)
+    if _IN_JOB.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.time() + grace
+        while _IN_JOB.is_set() and time.time() < deadline:
+            time.sleep(0.05)
+    os._exit(1)
 
 
 def worker_threads(workers: int) -> int:
