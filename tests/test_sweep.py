@@ -284,3 +284,19 @@ def test_a_ray_sweep_records_every_run_once_and_a_failure(local_ray, two_worker_
     again = run_sweep(sweep, tmp_path / "out", ray="auto", resume=True)
     assert (again.trained, again.skipped) == (0, 2)
     assert local_ray.is_initialized()  # a cluster the caller started is left running
+
+
+def test_the_cli_lists_the_runs_and_stops_on_a_bad_grid(tmp_path, capsys):
+    from transferguard.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(base(eps=[0.0, 0.5], methods=["joint", "dann"])))
+    assert main(["sweep", str(good), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 points, 6 runs" in out and out.count("joint_T") == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base(eps=[0.0, 2.0])))
+    assert main(["sweep", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "grid.eps[1]" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing launched, nothing recorded
+    assert main(["sweep", str(good), "--workers", "2", "--ray", "auto"]) == 2
