@@ -538,10 +538,13 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     from .runner import Runner
 
     cfg = job.config
+    # one Runner per sweep invocation (``since``) and trainer: its memo never outlives a sweep
     rkey = json.dumps([ctx.out, dataclasses.asdict(cfg.trainer), cfg.name, cfg.loggers,
-                       ctx.resume, ctx.retry_failed], sort_keys=True, default=str)
+                       ctx.resume, ctx.retry_failed, ctx.since], sort_keys=True, default=str)
     runner = _RUNNERS.get(rkey)
     if runner is None:
+        for k in [k for k, r in _RUNNERS.items() if r.since != ctx.since]:
+            del _RUNNERS[k]  # the runners of earlier sweeps in this process
         callbacks = make_loggers(cfg.loggers, base=ctx.out, experiment=cfg.name)
         runner = Runner(RunStore(ctx.out), Trainer(cfg.trainer, callbacks=callbacks), cfg.name,
                         ctx.resume, retry_failed=ctx.retry_failed, work_dir=ctx.out)
