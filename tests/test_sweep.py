@@ -110,6 +110,9 @@ def test_eps_x_axis_keeps_the_base_eps_for_eps_y():
     ({"eps": [0.1]}, {"resources": {"num_gpu": 1}}, ["resources", "num_gpus"]),
     ({"eps": [0.1]}, {"resources": {"num_cpus": 0}}, ["resources.num_cpus", "> 0"]),
     ({"eps": [0.1]}, {"grids": {}}, ["grids", "grid"]),
+    ({"domains": ["mnist->uci-digits"], "source": ["mnist"]}, {},
+     ["grid.domains and grid.source"]),
+    ({"eps": [0.1], "task.eps": [0.2]}, {}, ["grid.task.eps", "given twice"]),
 ])
 def test_bad_sweep_configs_name_the_key_and_the_fix(grid, extra, words):
     data = {**base(**grid), **extra}

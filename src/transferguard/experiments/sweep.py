@@ -86,8 +86,10 @@ from .store import INTERRUPTED, RunFailedBefore, RunStore, config_key
 AXES = ("eps", "eps_x", "eps_y", "labeled_percent", "source", "target", "domains", "methods",
         "seeds")
 #: other spellings of an axis
-ALIASES = {"method": "methods", "seed": "seeds", "eps_L": "eps", "L": "labeled_percent",
-           "domain_pairs": "domains"}
+ALIASES = {"method": "methods", "seed": "seeds", "L": "labeled_percent",
+           "domain_pairs": "domains", **{f"task.{a}": a for a in ("eps", "eps_x", "eps_y",
+                                                                  "labeled_percent", "source",
+                                                                  "target")}}
 #: per-run resource requests (Ray)
 RESOURCES = ("num_cpus", "num_gpus")
 #: how often a local sweep rebuilds its worker pool after a worker died, before it gives up
@@ -233,6 +235,10 @@ def sweep_from_dict(data: Any) -> SweepConfig:
     if "eps" in axes and both:
         raise ConfigError(f"grid.eps and grid.{both[0]}: eps sets eps_x = eps_y, so a value of "
                           f"one would override the other; sweep eps, or eps_x / eps_y.")
+    side = [a for a in ("source", "target") if a in axes]
+    if "domains" in axes and side:
+        raise ConfigError(f"grid.domains and grid.{side[0]}: a domain pair sets both source "
+                          "and target; sweep domains, or source / target.")
     if "methods" not in axes and len(base.methods) > 1:
         axes["methods"] = list(base_dict.get("methods") or base.methods)
     if "seeds" not in axes and len(base.seeds) > 1:
@@ -453,8 +459,9 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
     jobs = sweep.jobs(store)
     result = SweepResult(sweep.name, str(out), len(sweep.points), len(jobs))
     todo = []
+    recorded = {r.key: r for r in store.records()} if resume else {}
     for job in jobs:  # skip what is already done without sending it to a worker
-        rec = store.get(job.key) if resume else None
+        rec = recorded.get(job.key)
         if rec is not None and rec.status == "finished" and rec.metrics is not None and \
                 rec.error is None:
             result.reused += 1
@@ -499,6 +506,10 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
     else:
         _execute_pool(todo, ctx, workers, record)
     result.seconds = time.perf_counter() - t0
+    finished = {r.key for r in store.records(status="finished")}
+    for job in jobs:  # a kill between a run's record and its clean-up leaves its checkpoint
+        if job.key in finished:
+            shutil.rmtree(out / "checkpoints" / job.key[:16], ignore_errors=True)
     result.cells = sweep_cells(sweep, store)
     write_sweep_summary(result, sweep, out)
     return result
