@@ -221,9 +221,9 @@ def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(tmp_path
     finally:
         if proc.poll() is None:
             proc.kill()
-    workers = {r[3] for r in rows(out) if r[1] == "running"}
-    assert workers
-    for _ in range(100):  # the orphaned workers see their driver gone and stop
+    assert any(r[1] == "running" for r in rows(out))
+    for _ in range(150):  # the orphaned workers see their driver gone and stop
+        workers = {r[3] for r in rows(out)}  # every process that claimed a run
         if not any(_alive(pid) for pid in workers):
             break
         time.sleep(0.1)
