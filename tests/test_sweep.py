@@ -113,6 +113,7 @@ def test_eps_x_axis_keeps_the_base_eps_for_eps_y():
     ({"domains": ["mnist->uci-digits"], "source": ["mnist"]}, {},
      ["grid.domains and grid.source"]),
     ({"eps": [0.1], "task.eps": [0.2]}, {}, ["grid.task.eps", "given twice"]),
+    ({"methods": [{"name": "dann", "safe": True}]}, {}, ["safe mode", "run --safe"]),
 ])
 def test_bad_sweep_configs_name_the_key_and_the_fix(grid, extra, words):
     data = {**base(**grid), **extra}

@@ -263,6 +263,10 @@ def sweep_from_dict(data: Any) -> SweepConfig:
         seed = cfg.seeds[0]
         task_seed = seed if cfg.resplit else seeds_axis[0]
         values = {a: _display(a, v, cfg) for a, v in chosen.items()}
+        if any(r is not None for r in cfg.build_safe()):
+            raise ConfigError(f"{where}: safe mode (safe: in a method) is not computed by "
+                              "sweeps yet; drop it (the runs are the same: the method and its "
+                              "twin), or run that cell with `transferguard run --safe`.")
         points.append(SweepPoint(index, values, cfg, seed, task_seed))
     return SweepConfig(base, axes, points, resources)
 
