@@ -196,6 +196,7 @@ def test_a_two_process_sweep_records_every_run_exactly_once(two_worker_sweep):
     # resume: nothing is trained again, the failures are skipped
     again = run_sweep(sweep, out, workers=2, resume=True)
     assert (again.trained, again.reused, again.skipped) == (0, len(jobs) - 2, 2)
+    assert len(again.failed) == 2 and "failed before" in again.failed[0]["error"]
     assert rows(out) == got
 
 

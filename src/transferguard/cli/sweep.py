@@ -57,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if res.failed:
         print(f"\n{failures_text(res.failed)}")
     print(f"\n{res.jobs} runs: {res.trained} trained, {res.reused} already recorded, "
-          f"{res.skipped} skipped (failed before), {len(res.failed)} failed; "
+          f"{res.skipped} skipped (failed before), {len(res.failed) - res.skipped} failed; "
           f"{res.seconds:.0f} s; recorded in {out}/runs.sqlite")
     return 1 if res.failed else 0

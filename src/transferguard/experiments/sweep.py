@@ -423,8 +423,9 @@ class _Context:
 
 @dataclass
 class SweepResult:
-    """What a sweep did: its points, jobs (runs), what was trained, reused, skipped and what
-    failed, and the NTG (or accuracy) of every grid cell over its seeds."""
+    """What a sweep did: its points, jobs (runs), what was trained, reused, skipped (failed
+    in an earlier invocation) and what did not finish (``failed``: the skipped ones too, as
+    ``transferguard run`` lists them), and the NTG (or accuracy) of every grid cell."""
 
     name: str
     out: str
@@ -472,6 +473,8 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
         elif rec is not None and rec.status == "failed" and not retry_failed and \
                 not (rec.error or "").startswith(INTERRUPTED):
             result.skipped += 1
+            result.failed.append({"method": job.label, "seed": job.seed, "point": job.point,
+                                  "error": f"failed before, skipped: {rec.error}"})
         else:
             todo.append(job)
     if echo:
@@ -490,9 +493,9 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
             result.trained += 1
         elif status == "reused":
             result.reused += 1
-        elif status == "skipped":
+        if status == "skipped":
             result.skipped += 1
-        else:
+        if status in ("skipped", "failed"):
             result.failed.append({"method": job.label, "seed": job.seed, "point": job.point,
                                   "error": outcome.get("error")})
         if echo:
@@ -543,6 +546,8 @@ def _point_text(sweep: SweepConfig, job: SweepJob) -> str:
 _RUNNERS: dict[str, Any] = {}
 #: set while this process trains a job (the parent watch lets it record an interruption)
 _IN_JOB = threading.Event()
+#: set when a worker was told to stop (SIGTERM): it records its run and never starts another
+_STOPPING = threading.Event()
 
 
 def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
@@ -567,9 +572,15 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     runner.since = ctx.since  # what another worker finished since the sweep began is fresh
     t0 = time.perf_counter()
     reused = runner.reused
+    if _STOPPING.is_set():  # the pool may still hand a stopped worker a queued job
+        os._exit(1)
     _IN_JOB.set()
     try:
         res = runner(job.build_method(), job.config.task.build(seed=job.task_seed), job.seed)
+    except KeyboardInterrupt:
+        if _STOPPING.is_set():  # the runner recorded the run as interrupted: end here, so
+            os._exit(1)         # that this half-stopped process (a lazy import cut short by
+        raise                   # the signal ...) never trains another run
     except RunFailedBefore as exc:
         return {"key": job.key, "status": "skipped", "error": str(exc),
                 "seconds": time.perf_counter() - t0}
@@ -597,6 +608,7 @@ def _init_worker(threads: int, parent: int, env: dict[str, str]) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    _STOPPING.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
