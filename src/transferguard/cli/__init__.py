@@ -3,6 +3,7 @@
     transferguard domains [NAME ...]          list the domains, or describe folder:PATH ...
     transferguard methods | models            list the methods / models
     transferguard run CONFIG.yaml             one experiment from a validated config
+    transferguard sweep CONFIG.yaml           a grid of runs on N processes or Ray
     transferguard ntg --source ... --method   the negative transfer gap from flags
     transferguard diagnose --source ...       scores, predicted verdict, recommended defence
     transferguard harmful --source ... --eps  the source samples the gate finds harmful
@@ -31,8 +32,8 @@ import warnings
 from ..errors import TransferGuardError
 
 #: the command modules, in the order ``--help`` lists them
-COMMANDS = ("domains", "listing", "run", "ntg", "diagnose", "harmful", "cutpoint", "explain",
-            "impact", "matrix", "active", "show", "report", "demo")
+COMMANDS = ("domains", "listing", "run", "sweep", "ntg", "diagnose", "harmful", "cutpoint",
+            "explain", "impact", "matrix", "active", "show", "report", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from .pretrain import pretrained_checkpoint
 from .reporting import load_records, ntg_table_rows, twin_key, write_report
 from .runner import ExperimentResult, Runner, run_experiment, runs_table
 from .store import RunRecord, RunStore, config_key
+from .sweep import SweepConfig, SweepResult, load_sweep, run_sweep, sweep_from_dict
 
 __all__ = [
     "ANALYSES",
@@ -27,6 +28,8 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "Runner",
+    "SweepConfig",
+    "SweepResult",
     "analyse_impact",
     "config_from_dict",
     "config_key",
@@ -36,6 +39,7 @@ __all__ = [
     "find_harmful",
     "load_config",
     "load_records",
+    "load_sweep",
     "measure_diagnostics",
     "ntg_table_rows",
     "pretrained_checkpoint",
@@ -43,8 +47,10 @@ __all__ = [
     "run_cutpoint",
     "run_experiment",
     "run_matrix",
+    "run_sweep",
     "runs_table",
     "stored_matrix_run",
+    "sweep_from_dict",
     "twin_key",
     "write_report",
 ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import json
 import math
 import os
 import re
@@ -49,6 +50,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 TASK_MODEL_OPTIONS = ("num_classes", "in_channels", "input_size")
 #: strings YAML 1.2 readers take for booleans but ``yaml.safe_load`` keeps quoted
 _BOOL_WORDS = ("yes", "no", "on", "off", "true", "false", "y", "n")
+#: (model, options, channels, size) that :func:`check_model_input` has already run
+_MODEL_INPUT_OK: set[str] = set()
 
 
 def check_name(name: str) -> str:
@@ -194,6 +197,9 @@ def check_model_input(model: str, options: dict[str, Any], spec: Any, where: str
     from ..models import create_model
 
     opts = {k: v for k, v in options.items() if k != "weights"}  # no file read for a check
+    seen = json.dumps([model, opts, spec.channels, spec.size], sort_keys=True, default=str)
+    if seen in _MODEL_INPUT_OK:  # a sweep checks one model for hundreds of points
+        return
     try:
         net = create_model(model, 2, spec.channels, spec.size, **opts)
         net.eval()
@@ -205,6 +211,7 @@ def check_model_input(model: str, options: dict[str, Any], spec: Any, where: str
         raise ConfigError(f"{where}: model {model!r} does not take {spec.channels}x{spec.size}"
                           f"x{spec.size} inputs ({exc}); change task.input_size "
                           "(--input-size) or the model.") from None
+    _MODEL_INPUT_OK.add(seen)
 
 
 def check_device(device: str, where: str = "trainer.device") -> None:

@@ -11,7 +11,9 @@ domain string holds (``folder:/a/b`` or ``../x`` never leave ``out_dir``).
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -56,7 +58,32 @@ def pretrained_checkpoint(task: TransferTask, trainer: Trainer, out_dir: str | P
     digest = identity_digest(run_identity(recipe, trainer.config, task=source), 10)
     path = Path(out_dir) / f"{safe_component(task.source_name)}-seed{task.seed}-{digest}.pt"
     if not path.exists():
-        state = pretrain_source(task.train_data(), trainer.with_options(seed=seed), model,
-                                model_options, iterations, aux_weight, partition_seed)
-        atomic_save(path, lambda fh: torch.save(state, fh))
+        # several processes of a sweep may need this network at once: one trains it, the
+        # others wait on the lock and then read the file it wrote (atomically)
+        with _file_lock(path.with_name(f".{path.name}.lock")):
+            if not path.exists():
+                state = pretrain_source(task.train_data(), trainer.with_options(seed=seed),
+                                        model, model_options, iterations, aux_weight,
+                                        partition_seed)
+                atomic_save(path, lambda fh: torch.save(state, fh))
     return str(path)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created), held until the block ends. The kernel
+    drops it when its process dies, even by SIGKILL, so a killed trainer never blocks the
+    next one. Without ``fcntl`` (Windows) there is no lock: the write stays atomic, and two
+    processes may then both train the network (same bytes, no corrupt file)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -83,6 +83,42 @@ def method_extras(method: Method, task: TransferTask) -> dict[str, Any]:
     return {}
 
 
+def train_run(method: Method, task: TransferTask, trainer: Trainer, work_dir: str | Path,
+              ckpt_dir: str | Path, seed: int,
+              predictions_path: str | Path | None = None) -> dict[str, Any]:
+    """Train one run and return what the store records (metrics and the history), without
+    touching the store: the training checkpoint goes to ``ckpt_dir`` (resumed from when it
+    holds one of this run), a method that would pre-train its own source network gets the
+    shared one under ``work_dir/pretrained``, and with ``predictions_path`` the selected
+    state's validation and test probabilities are saved there (safe mode). :class:`Runner`
+    records around it; a Ray sweep calls it in a task and records on the driver
+    (:mod:`.sweep`)."""
+    ckpt_dir = Path(ckpt_dir)
+    m = method
+    if pretrains_inline(method):
+        p = method.get_params()
+        path = pretrained_checkpoint(
+            task, trainer, Path(work_dir) / "pretrained", model=p["model"],
+            model_options=p["model_options"], iterations=p["pretrain_iterations"],
+            aux_weight=p.get("pretrain_aux_weight", 0.0),
+            partition_seed=p.get("partition_seed", 0), seed=seed)
+        m = method.clone(pretrained=path)
+    every = max(1, trainer.config.iterations // 10)
+    tr = trainer.with_options(checkpoint_dir=str(ckpt_dir), checkpoint_every=every)
+    try:
+        result = tr.run(m, task, resume=True)
+    except CheckpointError:
+        if not ckpt_dir.exists():
+            raise
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # unusable: train from scratch
+        m = m.clone()
+        result = tr.run(m, task)
+    result.extra.update(method_extras(m, task))
+    if predictions_path is not None:  # the selected state: what Trainer.run evaluated
+        predict_splits(m.model_, task, trainer.device).save(predictions_path)
+    return {**result.metrics(), "history": result.history}  # curves for the report
+
+
 class Runner:
     """Trains (method, task, seed) once per config: recorded in the store, reused on resume
     and within one invocation (the twin shared by DANN and DANN+gate trains once).
@@ -138,29 +174,8 @@ class Runner:
         ckpt_dir = self.work_dir / "checkpoints" / key[:16]
 
         def train() -> dict[str, Any]:
-            m = method
-            if pretrains_inline(method):
-                p = method.get_params()
-                path = pretrained_checkpoint(
-                    task, trainer, self.work_dir / "pretrained", model=p["model"],
-                    model_options=p["model_options"], iterations=p["pretrain_iterations"],
-                    aux_weight=p.get("pretrain_aux_weight", 0.0),
-                    partition_seed=p.get("partition_seed", 0), seed=seed)
-                m = method.clone(pretrained=path)
-            every = max(1, trainer.config.iterations // 10)
-            tr = trainer.with_options(checkpoint_dir=str(ckpt_dir), checkpoint_every=every)
-            try:
-                result = tr.run(m, task, resume=True)
-            except CheckpointError:
-                if not ckpt_dir.exists():
-                    raise
-                shutil.rmtree(ckpt_dir, ignore_errors=True)  # unusable: train from scratch
-                m = m.clone()
-                result = tr.run(m, task)
-            result.extra.update(method_extras(m, task))
-            if self.predictions:  # the selected state: what Trainer.run evaluated
-                predict_splits(m.model_, task, trainer.device).save(self._predictions_path(key))
-            return {**result.metrics(), "history": result.history}  # curves for the report
+            preds = self._predictions_path(key) if self.predictions else None
+            return train_run(method, task, trainer, self.work_dir, ckpt_dir, seed, preds)
 
         metrics, reused = self.store.run(
             config, train, experiment=self.experiment, label=method.label, resume=self.resume,
