@@ -393,10 +393,12 @@ def report() -> str:
         for k, r in ratio.items():
             out.append(f"| {k} | {o['per_step'][k] * 1000:.1f} | {r:.2f}x |")
         out.append("")
-    out += ["## Not measured here", "",
+    out += ["## Elsewhere, and not measured here", "",
             "The issue's full grid (two pairs x ε in {0.3, 0.7, 0.9} x L in {10, 30, 50}% x "
-            "uniform and pair-flip x 3 seeds; `benchmarks/prevention_grid.py`), `permute` "
-            "noise, the Table 2 analogue with the new weighters, and the reworked demo. The "
+            "uniform and pair-flip x 3 seeds, with safe mode) is on "
+            "[prevention_grid.md](prevention_grid.md); the Table 2 analogue with `glc` on "
+            "[wang_rest_table2_glc_it200.md](wang_rest_table2_glc_it200.md); the reworked demo on "
+            "[demo.md](demo.md). Not measured: `permute` noise in a grid. The "
             "probe above (200 iterations, 2 seeds, 6 cells) is what a loaded 2-core CPU "
             "allowed; its per-seed spread is 1 to 5 points, so differences below about 1 "
             "point between candidates are not resolved.", ""]

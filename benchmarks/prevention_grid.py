@@ -4,7 +4,7 @@ gap, and what does it cost on a clean source?
 The lead's full run (about 40 minutes on 2 cores; resumable, so it can be stopped and
 started again with the same command):
 
-    OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 --gate prototype
+    OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 --gate glc --alt prototype
 
 (give the chosen weighter with ``--gate NAME`` or ``--gate 'NAME:{"option": value}'``, and
 optionally the best alternative with ``--alt NAME``). A quick check of one cell:
@@ -348,10 +348,12 @@ def report(results: Path, iterations: int) -> str:
     order += sorted(m for m in methods if m.startswith("safe("))
     n_cells = len(acc)
     out = ["# Prevention grid: accuracy (NTG) per cell, every defence", "",
-           "Produced by `benchmarks/prevention_grid.py` (its docstring gives every setting and "
-           "the command of the full run):", "",
+           "Produced by `benchmarks/prevention_grid.py` (its docstring gives every setting); "
+           "the command of this page's run (resumable; it was split between two processes "
+           "with `--only 'mnist-uci/*'` and `--only 'syn-mnist/*'`, which changes no number):",
+           "",
            "    OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 "
-           "--gate NAME", "",
+           "--gate glc --alt prototype", "",
            f"LeNet, `InputSpec(3, {SIZE})`, {iterations} iterations per run, CPU. A cell is "
            "(pair, noise, ε = ε_x = ε_y, L); each entry is the mean test accuracy over its seeds "
            "and, in brackets, NTG = acc(DANN_T) − acc in points with the half-width of its 95% "
