@@ -74,3 +74,14 @@ def test_gate_option_names_a_weighter():
     assert tg.create_method("dann").label == "dann"
     with pytest.raises(UnknownNameError, match="source weighter"):
         tg.create_method("dann", gate="no")
+
+
+def test_methods_listing_names_every_method_and_every_source_weighter(capsys):
+    """`transferguard methods` is where a user finds the gate's choices (glc, prototype...)."""
+    from transferguard.cli import main
+    from transferguard.methods import METHODS, WEIGHTERS
+
+    assert main(["methods"]) == 0
+    first_words = {row.split()[0] for row in capsys.readouterr().out.splitlines() if row.split()}
+    assert set(METHODS.names()) <= first_words
+    assert set(WEIGHTERS.names()) <= first_words

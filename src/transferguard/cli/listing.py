@@ -11,11 +11,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_methods(args: argparse.Namespace) -> int:
-    from ..methods import METHODS
+    from ..methods import METHODS, WEIGHTERS
     from ..report.tables import format_table
 
     rows = [[e.name, "yes" if e.obj.accepts_weighter else "", e.description] for e in METHODS]
     print(format_table(rows, ["method", "gate", "description"]))
+    # the choices of a method's gate option (gate=True is the paper's gate, also "paper")
+    print("\nsource weighters (gate=NAME on a method marked 'gate'; gate=True or 'paper': the "
+          "paper's gate):")
+    print(format_table([[e.name, e.description] for e in WEIGHTERS],
+                       ["weighter", "description"]))
     return 0
 
 
