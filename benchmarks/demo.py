@@ -1,12 +1,13 @@
 """The demo's table and run time, recorded for the README (``make demo`` runs the same code),
 and the check that its verdicts do not hang on a seed.
 
-    OMP_NUM_THREADS=1 python benchmarks/demo.py               # 3 seeds, timed, then 5 seeds
-    python benchmarks/demo.py --no-check                      # the timed 3-seed run only
+    python benchmarks/demo.py               # the demo's 5 seeds, timed, then 7 seeds
+    python benchmarks/demo.py --no-check    # the timed run only
 
-Runs ``transferguard demo`` (3 seeds) in a fresh run store (nothing resumed) and times it;
-then, in the same store, the same demo with 5 seeds (seeds 0-2 resumed, 3 and 4 trained) and
-compares every row's verdict. Writes docs/results/demo.md with both tables.
+Runs ``transferguard demo`` (its 5 seeds, :data:`SEEDS`) in a fresh run store (nothing
+resumed) with the threads ``make demo`` gets, and times it; then, in the same store, the same
+demo with 7 seeds (the first 5 resumed) and compares every row's verdict. Writes
+docs/results/demo.md with both tables.
 """
 
 from __future__ import annotations
@@ -21,10 +22,19 @@ from pathlib import Path
 
 import torch
 
-from transferguard.experiments.demo import HARMFUL, ITERATIONS, demo_table, run_demo, scenarios
+from transferguard.experiments.demo import (
+    HARMFUL,
+    ITERATIONS,
+    SEEDS,
+    demo_table,
+    run_demo,
+    scenarios,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_result
+
+CHECK_SEEDS = tuple(range(len(SEEDS) + 2))
 
 
 def margin(r) -> str:
@@ -39,7 +49,7 @@ def margin(r) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--no-check", action="store_true", help="skip the 5-seed check")
+    ap.add_argument("--no-check", action="store_true", help="skip the check with more seeds")
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="tg-demo-"))
     try:
@@ -47,21 +57,21 @@ def main() -> None:
         rows3 = run_demo(out)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         load = (load0 + os.getloadavg()[0]) / 2
-        rows5 = None if args.no_check else run_demo(out, seeds=(0, 1, 2, 3, 4), resume=True)
+        rows5 = None if args.no_check else run_demo(out, seeds=CHECK_SEEDS, resume=True)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    trainings = sum(3 * (len(sc.methods) + 1) for sc in scenarios())  # methods + twin
+    trainings = sum(len(SEEDS) * (len(sc.methods) + 1) for sc in scenarios())  # methods + twin
     src, tgt, settings = HARMFUL
     text = [
         "# The demo", "",
-        "Command: `OMP_NUM_THREADS=1 python benchmarks/demo.py` (the same code as `make demo` / "
-        "`transferguard demo`, in a fresh run store; then the 5-seed check in the same "
-        "store).", "",
+        "Command: `python benchmarks/demo.py` (the same code and threads as `make demo` / "
+        f"`transferguard demo`, in a fresh run store; then the {len(CHECK_SEEDS)}-seed check in "
+        "the same store).", "",
         "Scenarios: mnist -> mnist-m, clean source, L = 5% (helpful); "
         f"{src} -> {tgt}, {settings} (harmful: every source label is the next class in a "
         "seeded cyclic order, images clean). LeNet at 24x24, "
         f"{ITERATIONS} iterations per run, batch 32.", "",
-        "## 3 seeds (the demo)", "",
+        f"## {len(SEEDS)} seeds (the demo)", "",
         demo_table(rows3, markdown=True), "",
         f"Run time: {seconds:.0f} s wall, {cpu:.0f} s of CPU time, on "
         f"{torch.get_num_threads()} CPU thread(s) of a machine with {os.cpu_count()} cores "
@@ -78,17 +88,18 @@ def main() -> None:
     ]
     if rows5 is not None:
         same = all(a.result.verdict == b.result.verdict for a, b in zip(rows3, rows5))
-        text += ["## 5 seeds (the check)", "", demo_table(rows5, markdown=True), "",
-                 "| scenario | method | verdict, 3 seeds | verdict, 5 seeds | margin from 0, "
-                 "3 / 5 seeds |", "|---|---|---|---|---|"]
+        n, m = len(SEEDS), len(CHECK_SEEDS)
+        text += [f"## {m} seeds (the check)", "", demo_table(rows5, markdown=True), "",
+                 f"| scenario | method | verdict, {n} seeds | verdict, {m} seeds | margin from "
+                 f"0, {n} / {m} seeds |", "|---|---|---|---|---|"]
         for a, b in zip(rows3, rows5):
             text.append(f"| {a.scenario} | {a.result.method} | {a.result.verdict} | "
                         f"{b.result.verdict} | {margin(a.result)} / {margin(b.result)} |")
         changed = [a.result.method for a, b in zip(rows3, rows5)
                    if a.result.verdict != b.result.verdict]
-        text += ["", ("Every row keeps its verdict from 3 to 5 seeds." if same else
-                      f"**The verdict of {', '.join(changed)} changes from 3 to 5 seeds**: "
-                      "with 3 seeds that row is not robust (the table flags a thin margin)."),
+        text += ["", (f"Every row keeps its verdict from {n} to {m} seeds." if same else
+                      f"**The verdict of {', '.join(changed)} changes from {n} to {m} seeds**: "
+                      f"with {n} seeds that row is not robust."),
                  "Margin: the distance of the interval end nearest 0 from 0, in points "
                  "(negative: the interval straddles 0, an inconclusive row).", ""]
     write_result("demo", "\n".join(text))
