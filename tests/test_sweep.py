@@ -202,7 +202,9 @@ def test_a_two_process_sweep_records_every_run_exactly_once(two_worker_sweep):
 
 def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(tmp_path):
     cfg = tmp_path / "kill.yaml"
-    cfg.write_text(yaml.safe_dump(base(iterations=20, eps=[0.0, 0.5], seeds=[0, 1],
+    # runs long enough (and enough of them) that the kill lands with work left on a fast
+    # machine too: 6 runs and 3 twins
+    cfg.write_text(yaml.safe_dump(base(iterations=150, eps=[0.0, 0.5], seeds=[0, 1, 2],
                                        methods=["joint"])))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
@@ -232,7 +234,7 @@ def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(tmp_path
     assert not any(_alive(pid) for pid in workers), "workers outlived their killed driver"
     before = rows(out)  # a worker may have finished its run before it saw the driver gone
     finished_before = {r[0]: r[2] for r in before if r[1] == "finished"}
-    assert finished_before and len(finished_before) < 6
+    assert finished_before and len(finished_before) < 9
     # the runs the workers were training are recorded as interrupted, not left running
     assert all(r[1] != "running" for r in before)
     sweep = load_sweep(cfg)
