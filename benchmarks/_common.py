@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transferguard.utils import atomic_write
@@ -26,3 +27,22 @@ def provenance(trained: int, reused: int, seconds: float) -> str:
     """How much of a resumable table this invocation trained, for the results page."""
     return (f"{trained} runs trained by this invocation and {reused} resumed from the run "
             f"store (trained by an earlier invocation of the same command), in {seconds:.0f} s.")
+
+
+def store_rows(out: Path, extra: str) -> dict[str, dict]:
+    """The runs of the store in ``out`` by key: label, status, metrics, finished_at,
+    started_at and the column ``extra`` (the crash benchmarks' view of the run store)."""
+    import sqlite3
+
+    db = out / "runs.sqlite"
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        got = con.execute("SELECT key, label, status, metrics, finished_at, started_at, "
+                          f"{extra} FROM runs").fetchall()
+    finally:
+        con.close()
+    return {k: {"label": lab, "status": st, "metrics": json.loads(m) if m else None,
+                "finished_at": fin, "started_at": sta, extra: x}
+            for k, lab, st, m, fin, sta, x in got}

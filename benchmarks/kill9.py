@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import write_result
+from _common import store_rows, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "kill9"
@@ -58,20 +58,7 @@ def cli(cfg: Path, out: Path) -> subprocess.Popen:
 
 
 def rows(out: Path) -> dict[str, dict]:
-    import sqlite3
-
-    db = out / "runs.sqlite"
-    if not db.exists():
-        return {}
-    con = sqlite3.connect(db, timeout=60)
-    try:
-        got = con.execute("SELECT key, label, status, metrics, finished_at, started_at, error "
-                          "FROM runs").fetchall()
-    finally:
-        con.close()
-    return {k: {"label": lab, "status": st, "metrics": json.loads(m) if m else None,
-                "finished_at": fin, "started_at": sta, "error": err}
-            for k, lab, st, m, fin, sta, err in got}
+    return store_rows(out, "error")
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import write_result
+from _common import store_rows, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "sweepbench"
@@ -62,18 +61,7 @@ def cli(cfg: Path, out: Path, workers: int, resume: bool = False) -> subprocess.
 
 
 def rows(out: Path) -> dict[str, dict]:
-    db = out / "runs.sqlite"
-    if not db.exists():
-        return {}
-    con = sqlite3.connect(db, timeout=60)
-    try:
-        got = con.execute("SELECT key, label, status, metrics, finished_at, started_at, pid "
-                          "FROM runs").fetchall()
-    finally:
-        con.close()
-    return {k: {"label": lab, "status": st, "metrics": json.loads(m) if m else None,
-                "finished_at": fin, "started_at": sta, "pid": pid}
-            for k, lab, st, m, fin, sta, pid in got}
+    return store_rows(out, "pid")
 
 
 def alive(pid: int) -> bool:

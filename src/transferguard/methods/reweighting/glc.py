@@ -66,7 +66,13 @@ from torch import nn
 
 from ...errors import ConfigError
 from .prototype import PrototypeWeighter
-from .weighter import Features, SourceWeighter, WeighterOutput, register_weighter
+from .weighter import (
+    Features,
+    SourceWeighter,
+    WeighterOutput,
+    register_weighter,
+    update_class_means,
+)
 
 ESTIMATORS = ("noisy_head", "knn", "prototype", "classifier")
 
@@ -184,15 +190,8 @@ class GoldLossCorrection(SourceWeighter):
     @torch.no_grad()
     def update(self, h_lab: torch.Tensor, y_lab: torch.Tensor) -> None:
         """Move the rows of the classes in the trusted batch towards their mean p_noisy."""
-        p = self.noisy_posterior(h_lab)
-        sums = torch.zeros_like(self.corruption).index_add_(0, y_lab, p)
-        counts = torch.bincount(y_lab, minlength=self.num_classes).float()
-        present = counts > 0
-        means = sums[present] / counts[present, None]
-        first = present & ~self.seen
-        m = torch.where(first[present], 0.0, self.momentum)[:, None]
-        self.corruption[present] = m * self.corruption[present] + (1 - m) * means
-        self.seen |= present
+        update_class_means(self.corruption, self.seen, self.noisy_posterior(h_lab), y_lab,
+                           self.momentum)
 
     # ------------------------------------------------------------------ one step
     def forward(self, feats: Features) -> WeighterOutput:

@@ -24,7 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from .weighter import Features, SourceWeighter, WeighterOutput, register_weighter
+from .weighter import (
+    Features,
+    SourceWeighter,
+    WeighterOutput,
+    register_weighter,
+    update_class_means,
+)
 
 TAUS = (0.02, 0.05, 0.1, 0.2, 0.5)
 
@@ -55,14 +61,7 @@ class PrototypeWeighter(SourceWeighter):
     def update(self, h_lab: torch.Tensor, y_lab: torch.Tensor) -> None:
         """Move the prototypes of the classes in the batch towards their normalised means."""
         z = F.normalize(h_lab.detach().float(), dim=1)
-        sums = torch.zeros_like(self.prototypes).index_add_(0, y_lab, z)
-        counts = torch.bincount(y_lab, minlength=self.num_classes).float()
-        present = counts > 0
-        means = sums[present] / counts[present, None]
-        first = present & ~self.seen
-        m = torch.where(first[present], 0.0, self.momentum)[:, None]
-        self.prototypes[present] = m * self.prototypes[present] + (1 - m) * means
-        self.seen |= present
+        update_class_means(self.prototypes, self.seen, z, y_lab, self.momentum)
         if self.calibrate and self.ready and len(y_lab) > 1:
             logits = z @ F.normalize(self.prototypes, dim=1).T
             nll = [F.cross_entropy(logits / t, y_lab) for t in TAUS]

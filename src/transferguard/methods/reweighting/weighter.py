@@ -87,6 +87,22 @@ class WeighterOutput:
         return self.source_loss
 
 
+@torch.no_grad()
+def update_class_means(table: torch.Tensor, seen: torch.Tensor, values: torch.Tensor,
+                       labels: torch.Tensor, momentum: float) -> None:
+    """In place: move ``table[k]`` towards the mean of ``values`` of class k in this batch
+    (an EMA with ``momentum``; a class seen for the first time takes its batch mean), for the
+    classes present; mark them in ``seen``. The running per-class statistics of the labeled
+    target that the prototype and GLC weighters keep."""
+    sums = torch.zeros_like(table).index_add_(0, labels, values.to(table.dtype))
+    counts = torch.bincount(labels, minlength=table.shape[0]).to(table.dtype)
+    present = counts > 0
+    means = sums[present] / counts[present, None]
+    m = torch.where((present & ~seen)[present], 0.0, momentum)[:, None]
+    table[present] = m * table[present] + (1 - m) * means
+    seen |= present
+
+
 class SourceWeighter(nn.Module):
     """Base class. Subclasses set ``name`` (by :func:`register_weighter`) and implement
     :meth:`forward`; the constructor takes ``feature_dim`` and ``num_classes`` first."""
