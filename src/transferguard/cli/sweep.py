@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments.sweep import load_sweep, run_sweep
-    from ..report.sweeps import sweep_table
+    from ..report.sweeps import sweep_safe_text, sweep_table
     from ..report.tables import failures_text
 
     sweep = load_sweep(args.config)  # every point validated before anything runs
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
                     num_gpus=args.num_gpus, echo=None if args.quiet else print)
     print()
     print(sweep_table(res))
+    safe = sweep_safe_text(res)
+    if safe and not args.quiet:
+        print(f"\n{safe}")
     if res.failed:
         print(f"\n{failures_text(res.failed)}")
     print(f"\n{res.jobs} runs: {res.trained} trained, {res.reused} already recorded, "

@@ -36,6 +36,7 @@ from ..report.tables import experiment_table, failures_text, format_table
 from ..utils import atomic_write, clean_stale_tmp
 from .config import ExperimentConfig, check_name
 from .pretrain import pretrained_checkpoint
+from .safe_records import predictions_path, record_decisions
 from .store import RunStore, config_key, path_digest
 
 #: task fields a source-free twin never reads: A_T of one target is the same run whatever
@@ -149,7 +150,7 @@ class Runner:
         return trainer, config, config_key(config)
 
     def _predictions_path(self, key: str) -> Path:
-        return self.work_dir / "predictions" / f"{key[:32]}.pt"
+        return predictions_path(self.work_dir, key)
 
     def predictions_of(self, method: Method, task: TransferTask, seed: int) -> SplitPredictions:
         """The validation/test probabilities of a run this runner trained with
@@ -266,11 +267,14 @@ def _safe_ntg(result: ExperimentResult, runner: Runner, task: TransferTask, meth
     """Safe mode around ``method``: its runs and the NTG's shared twin, already trained (and
     their predictions stored), chosen between per seed; no training."""
     twin = method.twin()
-    preds = []
+    preds, runs = [], []
     for seed in config.seeds:
         t = task.with_seed(seed) if config.resplit else task
         preds.append((runner.predictions_of(method, t, seed), runner.predictions_of(twin, t, seed)))
+        runs.append(tuple(runner.store.get(runner._config(m, t, seed)[2]) for m in (method, twin)))
     ntg, choices = safe_ntg(method.label, twin.label, config.seeds, preds, rule)
+    if all(m is not None and tw is not None for m, tw in runs):  # recorded for the report
+        record_decisions(runner.store, runner.experiment, rule, method.label, ntg, choices, runs)
     result.ntg.append(ntg)
     result.safe.append({"method": ntg.method, "rule": rule.get_params(), "seeds": config.seeds,
                         "choices": [c.to_dict() for c in choices]})

@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment);
 CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, stamp TEXT NOT NULL,
                                     digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS safe (key TEXT PRIMARY KEY, experiment TEXT NOT NULL,
+                                 label TEXT NOT NULL, method_key TEXT NOT NULL,
+                                 twin_key TEXT NOT NULL, inputs TEXT NOT NULL,
+                                 result TEXT NOT NULL, recorded_at REAL NOT NULL);
 """
 
 
@@ -84,6 +88,27 @@ class RunRecord:
     host: str | None
     pid: int | None
     version: str | None
+
+
+@dataclass(frozen=True)
+class SafeRecord:
+    """Safe mode's decision for one (method run, twin run, rule): no training of its own, so
+    not a run; ``inputs`` stamps the two runs it was computed from (their ``finished_at``),
+    so that a decision is reused only while those runs stay as they were."""
+
+    key: str
+    experiment: str
+    label: str
+    method_key: str
+    twin_key: str
+    inputs: str
+    result: dict[str, Any]
+    recorded_at: float
+
+
+def safe_key(method_key: str, twin_key: str, rule: dict[str, Any]) -> str:
+    """The key of safe mode's decision between two runs under one rule (its parameters)."""
+    return config_key({"safe": rule, "method": method_key, "twin": twin_key})
 
 
 #: the error text of a run stopped by Ctrl-C or SIGTERM (redone by ``resume``, not skipped)
@@ -234,6 +259,15 @@ class RunStore:
                 (f"a later re-run failed: {error}", key),
             )
 
+    def record_safe(self, rec: SafeRecord) -> None:
+        """Record (or replace) safe mode's decision between two recorded runs."""
+        with self._connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO safe (key, experiment, label, method_key, twin_key, "
+                "inputs, result, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.key, rec.experiment, rec.label, rec.method_key, rec.twin_key, rec.inputs,
+                 json.dumps(rec.result, default=_json_default), rec.recorded_at))
+
     # ------------------------------------------------------------------ content digests
     def content_digest(self, path: str | os.PathLike[str]) -> str:
         """A digest of a file's or a folder tree's contents, for run keys.
@@ -278,6 +312,20 @@ class RunStore:
         query += " ORDER BY started_at"
         with self._connect() as con:
             return [_record(r) for r in con.execute(query, args).fetchall()]
+
+    def safe_records(self, experiment: str | None = None) -> list[SafeRecord]:
+        """Safe mode's recorded decisions (:meth:`record_safe`), oldest first."""
+        query, args = "SELECT * FROM safe", []
+        if experiment is not None:
+            query, args = query + " WHERE experiment=?", [experiment]
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY recorded_at", args).fetchall()
+        return [SafeRecord(*r[:6], json.loads(r[6]), r[7]) for r in rows]
+
+    def get_safe(self, key: str) -> SafeRecord | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM safe WHERE key=?", (key,)).fetchone()
+        return SafeRecord(*row[:6], json.loads(row[6]), row[7]) if row else None
 
     # ------------------------------------------------------------------ the one entry point
     def run(self, config: dict[str, Any], fn: Callable[[], dict[str, Any]], *,

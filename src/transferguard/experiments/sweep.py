@@ -177,11 +177,7 @@ class SweepConfig:
     def jobs(self, store: RunStore | None = None) -> list[SweepJob]:
         """The runs to train, each once (a twin shared by several points is one job), in
         point order, the method before its twin."""
-        seen: dict[str, SweepJob] = {}
-        for runs in self.point_runs(store):
-            for job in runs:
-                seen.setdefault(job.key, job)
-        return list(seen.values())
+        return _unique(self.point_runs(store))
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepConfig:
@@ -263,10 +259,6 @@ def sweep_from_dict(data: Any) -> SweepConfig:
         seed = cfg.seeds[0]
         task_seed = seed if cfg.resplit else seeds_axis[0]
         values = {a: _display(a, v, cfg) for a, v in chosen.items()}
-        if any(r is not None for r in cfg.build_safe()):
-            raise ConfigError(f"{where}: safe mode (safe: in a method) is not computed by "
-                              "sweeps yet; drop it (the runs are the same: the method and its "
-                              "twin), or run that cell with `transferguard run --safe`.")
         points.append(SweepPoint(index, values, cfg, seed, task_seed))
     return SweepConfig(base, axes, points, resources)
 
@@ -419,6 +411,11 @@ class _Context:
     retry_failed: bool
     since: float
     env: dict[str, str]
+    #: save every trained run's validation/test predictions (a point of the sweep is safe)
+    predictions: bool = False
+    #: runs already recorded whose predictions safe mode needs and can not find: trained
+    #: again (outside the store, as ``transferguard run --safe`` does) to get them
+    need_predictions: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -461,14 +458,17 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
     clean_stale_tmp(out)
     _check_data(sweep)
     t0 = time.perf_counter()
-    jobs = sweep.jobs(store)
+    point_runs = sweep.point_runs(store)
+    jobs = _unique(point_runs)
     result = SweepResult(sweep.name, str(out), len(sweep.points), len(jobs))
+    safe = any(p.config.build_safe()[0] is not None for p in sweep.points)
+    need = missing_predictions(sweep, store, out, point_runs) if safe else set()
     todo = []
     recorded = {r.key: r for r in store.records()} if resume else {}
     for job in jobs:  # skip what is already done without sending it to a worker
         rec = recorded.get(job.key)
         if rec is not None and rec.status == "finished" and rec.metrics is not None and \
-                rec.error is None:
+                rec.error is None and job.key not in need:
             result.reused += 1
         elif rec is not None and rec.status == "failed" and not retry_failed and \
                 not (rec.error or "").startswith(INTERRUPTED):
@@ -482,7 +482,7 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
              f"({len(jobs) - len(todo)} already recorded), "
              + (f"Ray ({ray})" if ray else f"{workers} worker(s)") + f"; store {out}")
     env = {k: v for k, v in os.environ.items() if k == "TRANSFERGUARD_CACHE"}
-    ctx = _Context(str(out), resume, retry_failed, time.time(), env)
+    ctx = _Context(str(out), resume, retry_failed, time.time(), env, safe, frozenset(need))
     done = 0
 
     def record(job: SweepJob, outcome: dict[str, Any]) -> None:
@@ -502,6 +502,8 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
             acc = outcome.get("test_accuracy")
             what = f"test acc {acc:5.1f}" if acc is not None else status.upper()
             extra = f": {outcome.get('error')}" if status in ("failed", "skipped") else ""
+            if outcome.get("predictions"):
+                extra += f" ({outcome['predictions']})"
             echo(f"  [{done}/{len(todo)}] {job.label:<20} {_point_text(sweep, job)} "
                  f"{what} [{status}, {outcome.get('seconds', 0.0):.1f}s]{extra}")
 
@@ -517,9 +519,24 @@ def run_sweep(sweep: SweepConfig, out_dir: str | os.PathLike[str] | None = None,
     for job in jobs:  # a kill between a run's record and its clean-up leaves its checkpoint
         if job.key in finished:
             shutil.rmtree(out / "checkpoints" / job.key[:16], ignore_errors=True)
-    result.cells = sweep_cells(sweep, store)
+    if safe:  # on the driver, from the stored predictions: no training
+        decided, reused, failed = decide_safe(sweep, store, out, point_runs)
+        result.failed.extend(failed)
+        if echo:
+            echo(f"safe mode: {decided} decision(s) made from the stored predictions, "
+                 f"{reused} already recorded" + (f", {len(failed)} not made (see below)"
+                                                 if failed else ""))
+    result.cells = sweep_cells(sweep, store, point_runs)
     write_sweep_summary(result, sweep, out)
     return result
+
+
+def _unique(point_runs: Sequence[Sequence[SweepJob]]) -> list[SweepJob]:
+    seen: dict[str, SweepJob] = {}
+    for runs in point_runs:
+        for job in runs:
+            seen.setdefault(job.key, job)
+    return list(seen.values())
 
 
 def _check_data(sweep: SweepConfig) -> None:
@@ -560,14 +577,16 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     cfg = job.config
     # one Runner per sweep invocation (``since``) and trainer: its memo never outlives a sweep
     rkey = json.dumps([ctx.out, dataclasses.asdict(cfg.trainer), cfg.name, cfg.loggers,
-                       ctx.resume, ctx.retry_failed, ctx.since], sort_keys=True, default=str)
+                       ctx.resume, ctx.retry_failed, ctx.since, ctx.predictions],
+                      sort_keys=True, default=str)
     runner = _RUNNERS.get(rkey)
     if runner is None:
         for k in [k for k, r in _RUNNERS.items() if r.since != ctx.since]:
             del _RUNNERS[k]  # the runners of earlier sweeps in this process
         callbacks = make_loggers(cfg.loggers, base=ctx.out, experiment=cfg.name)
         runner = Runner(RunStore(ctx.out), Trainer(cfg.trainer, callbacks=callbacks), cfg.name,
-                        ctx.resume, retry_failed=ctx.retry_failed, work_dir=ctx.out)
+                        ctx.resume, retry_failed=ctx.retry_failed, work_dir=ctx.out,
+                        predictions=ctx.predictions)
         _RUNNERS[rkey] = runner
     runner.since = ctx.since  # what another worker finished since the sweep began is fresh
     t0 = time.perf_counter()
@@ -575,8 +594,11 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     if _STOPPING.is_set():  # the pool may still hand a stopped worker a queued job
         os._exit(1)
     _IN_JOB.set()
+    healed = ""
     try:
-        res = runner(job.build_method(), job.config.task.build(seed=job.task_seed), job.seed)
+        method, task = job.build_method(), job.config.task.build(seed=job.task_seed)
+        res = runner(method, task, job.seed)
+        healed = _heal_predictions(runner, job, ctx, method, task)
     except KeyboardInterrupt:
         if _STOPPING.is_set():  # the runner recorded the run as interrupted: end here, so
             os._exit(1)         # that this half-stopped process (a lazy import cut short by
@@ -590,7 +612,25 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
     finally:
         _IN_JOB.clear()
     return {"key": job.key, "status": "reused" if runner.reused > reused else "trained",
-            "test_accuracy": res.test_accuracy, "seconds": time.perf_counter() - t0}
+            "test_accuracy": res.test_accuracy, "seconds": time.perf_counter() - t0,
+            "predictions": healed}
+
+
+def _heal_predictions(runner: Any, job: SweepJob, ctx: _Context, method: Any, task: Any) -> str:
+    """A recorded run whose predictions safe mode needs but can not find is trained again for
+    them, outside the store (its recorded result stays), exactly as ``transferguard run
+    --safe`` does (:meth:`~.runner.Runner.predictions_of`). Returns what happened, in words
+    ("" when nothing was needed); an error is reported, not raised: the run itself is fine,
+    and the driver names the missing file and the fix."""
+    from .safe_records import predictions_path
+
+    if job.key not in ctx.need_predictions or predictions_path(ctx.out, job.key).exists():
+        return ""
+    try:
+        runner.predictions_of(method, task, job.seed)
+    except Exception as exc:
+        return f"its predictions for safe mode could not be made: {type(exc).__name__}: {exc}"
+    return "trained again for its predictions (safe mode)"
 
 
 # ------------------------------------------------------------------ local worker processes
@@ -704,12 +744,19 @@ def import_ray() -> Any:
     return ray
 
 
-def ray_task(job: SweepJob, out: str, env: dict[str, str], threads: int) -> tuple[dict, float]:
+def ray_task(job: SweepJob, out: str, env: dict[str, str], threads: int,
+             predictions: bool = False) -> tuple[dict, float, Any]:
     """The body of one Ray task: train the run (no store access; the driver records it) and
-    return (metrics, seconds). Its training checkpoint lives under ``out/checkpoints`` on the
-    node that runs it and is removed once the run finished."""
+    return (metrics, seconds, predictions): with ``predictions`` the selected state's
+    validation/test probabilities (a :class:`~transferguard.analysis.safe.SplitPredictions`,
+    for safe mode; the driver saves them: a file written here would be on the task's node),
+    else None. Its training checkpoint lives under ``out/checkpoints`` on the node that runs
+    it and is removed once the run finished."""
+    import tempfile
+
     import torch
 
+    from ..analysis.safe import SplitPredictions
     from ..engine import Trainer
     from ..engine.loggers import make_loggers
     from .runner import train_run
@@ -722,17 +769,26 @@ def ray_task(job: SweepJob, out: str, env: dict[str, str], threads: int) -> tupl
                                                           experiment=cfg.name))
     trainer = trainer.with_options(seed=job.seed)
     ckpt = Path(out) / "checkpoints" / job.key[:16]
-    metrics = train_run(job.build_method(), cfg.task.build(seed=job.task_seed), trainer, out,
-                        ckpt, job.seed)
+    preds = None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "predictions.pt" if predictions else None
+        metrics = train_run(job.build_method(), cfg.task.build(seed=job.task_seed), trainer,
+                            out, ckpt, job.seed, path)
+        if path is not None:
+            preds = SplitPredictions.load(path)
     shutil.rmtree(ckpt, ignore_errors=True)
-    return metrics, time.perf_counter() - t0
+    return metrics, time.perf_counter() - t0, preds
 
 
 def _execute_ray(jobs: Sequence[SweepJob], ctx: _Context, address: str,
                  resources: dict[str, float], store: RunStore, experiment: str,
                  record: Callable[[SweepJob, dict[str, Any]], None], poll: float = 1.0) -> None:
     """One Ray task per job; the driver claims each run before submitting it and records it
-    when its task ends (module doc: why the driver)."""
+    when its task ends (module doc: why the driver). In a safe sweep the tasks return their
+    predictions and the driver saves them; a recorded run whose needed predictions are
+    missing is trained again in a task for them alone (its record stays)."""
+    from .safe_records import predictions_path
+
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
@@ -742,17 +798,23 @@ def _execute_ray(jobs: Sequence[SweepJob], ctx: _Context, address: str,
                                           num_gpus=resources["num_gpus"])
     threads = max(1, int(resources["num_cpus"]))
     waiting = list(jobs)
-    inflight: dict[Any, tuple[SweepJob, float]] = {}
+    #: ref -> (job, start, the recorded accuracy of a run trained again for its predictions)
+    inflight: dict[Any, tuple[SweepJob, float, float | None]] = {}
+    heals: dict[Any, tuple[SweepJob, float, float | None]] = {}
     try:
-        while waiting or inflight:
+        while waiting or inflight or heals:
             busy = []
             for job in waiting:
                 what, rec = store.claim(job.key, experiment, job.label, job.identity,
                                         resume=ctx.resume, retry_failed=ctx.retry_failed,
                                         reuse=job.twin, since=ctx.since)
                 if what == "train":
-                    inflight[remote.remote(job, ctx.out, ctx.env, threads)] = \
-                        (job, time.perf_counter())
+                    inflight[remote.remote(job, ctx.out, ctx.env, threads, ctx.predictions)] = \
+                        (job, time.perf_counter(), None)
+                elif what == "reuse" and job.key in ctx.need_predictions and \
+                        not predictions_path(ctx.out, job.key).exists():
+                    heals[remote.remote(job, ctx.out, ctx.env, threads, True)] = \
+                        (job, time.perf_counter(), (rec.metrics or {}).get("test_accuracy"))
                 elif what == "reuse":
                     record(job, {"status": "reused", "seconds": 0.0,
                                  "test_accuracy": (rec.metrics or {}).get("test_accuracy")})
@@ -761,14 +823,25 @@ def _execute_ray(jobs: Sequence[SweepJob], ctx: _Context, address: str,
                 else:  # another live process trains it: ask again later
                     busy.append(job)
             waiting = busy
-            if not inflight:
+            if not inflight and not heals:
                 time.sleep(poll)
                 continue
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=poll)
+            ready, _ = ray.wait([*inflight, *heals], num_returns=1, timeout=poll)
             for ref in ready:
-                job, t0 = inflight.pop(ref)
+                if ref in heals:  # the run stays as recorded; only its predictions are new
+                    job, t0, acc = heals.pop(ref)
+                    note = "trained again for its predictions (safe mode)"
+                    try:
+                        predictions = ray.get(ref)[2]
+                        predictions.save(predictions_path(ctx.out, job.key))
+                    except Exception as exc:  # reported; the driver names the missing file
+                        note = f"its predictions could not be made: {type(exc).__name__}: {exc}"
+                    record(job, {"status": "reused", "seconds": time.perf_counter() - t0,
+                                 "test_accuracy": acc, "predictions": note})
+                    continue
+                job, t0, _ = inflight.pop(ref)
                 try:
-                    metrics, seconds = ray.get(ref)
+                    metrics, seconds, predictions = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:  # the run itself raised
                     cause = getattr(exc, "cause", None) or exc
                     error = f"{type(cause).__name__}: {cause}"
@@ -782,11 +855,16 @@ def _execute_ray(jobs: Sequence[SweepJob], ctx: _Context, address: str,
                     record(job, {"status": "failed", "error": error,
                                  "seconds": time.perf_counter() - t0})
                     continue
+                if predictions is not None:  # before the record: a finished run has them
+                    predictions.save(predictions_path(ctx.out, job.key))
                 store.finish(job.key, metrics, seconds)
                 record(job, {"status": "trained", "seconds": seconds,
                              "test_accuracy": metrics.get("test_accuracy")})
     except BaseException as exc:
-        for ref, (job, t0) in inflight.items():
+        for ref in heals:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        for ref, (job, t0, _) in inflight.items():
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
             store.fail(job.key, f"{INTERRUPTED} (sweep driver stopped: {type(exc).__name__})",
@@ -802,26 +880,136 @@ def _execute_ray(jobs: Sequence[SweepJob], ctx: _Context, address: str,
 # --------------------------------------------------------------------------------------------
 
 
-def sweep_cells(sweep: SweepConfig, store: RunStore) -> list[dict[str, Any]]:
+#: what to do about a missing prediction file (the dispatch of a resumed sweep trains the
+#: recorded runs whose needed predictions are missing again, for them alone)
+PREDICTIONS_FIX = ("Run the sweep again with --resume: it trains the runs whose predictions "
+                   "are missing again for them (outside the store; their recorded results "
+                   "stay), then makes the safe-mode choice.")
+
+
+def _finished(store: RunStore) -> dict[str, Any]:
+    return {r.key: r for r in store.records(status="finished") if r.metrics}
+
+
+def _safe_points(sweep: SweepConfig, point_runs: Sequence[Sequence[SweepJob]]
+                 ) -> list[tuple[SweepPoint, Any, SweepJob, SweepJob]]:
+    """(point, rule, method job, twin job) of every point whose method has ``safe:``."""
+    out = []
+    for p, runs in zip(sweep.points, point_runs):
+        rule = p.config.build_safe()[0]
+        if rule is not None and len(runs) == 2:
+            out.append((p, rule, runs[0], runs[1]))
+    return out
+
+
+def _decision(store: RunStore, rule: Any, m: Any, t: Any) -> Any:
+    """The recorded decision between the runs ``m`` and ``t`` (records) under ``rule``, if
+    it was made from these very runs (else None: they were trained again since)."""
+    from .safe_records import inputs_stamp
+    from .store import safe_key
+
+    rec = store.get_safe(safe_key(m.key, t.key, rule.get_params()))
+    return rec if rec is not None and rec.inputs == inputs_stamp(m, t) else None
+
+
+def missing_predictions(sweep: SweepConfig, store: RunStore, out: str | os.PathLike[str],
+                        point_runs: Sequence[Sequence[SweepJob]] | None = None) -> set[str]:
+    """The runs whose predictions a safe point needs and that have no prediction file: a
+    point with no decision recorded from its current runs. Runs that will train in this
+    sweep save theirs anyway; recorded ones are trained again for them by the dispatch."""
+    from .safe_records import predictions_path
+
+    point_runs = point_runs if point_runs is not None else sweep.point_runs(store)
+    done = _finished(store)
+    need = set()
+    for _, rule, mj, tj in _safe_points(sweep, point_runs):
+        m, t = done.get(mj.key), done.get(tj.key)
+        if m is not None and t is not None and _decision(store, rule, m, t) is not None:
+            continue
+        need.update(j.key for j in (mj, tj) if not predictions_path(out, j.key).exists())
+    return need
+
+
+def decide_safe(sweep: SweepConfig, store: RunStore, out: str | os.PathLike[str],
+                point_runs: Sequence[Sequence[SweepJob]] | None = None
+                ) -> tuple[int, int, list[dict[str, Any]]]:
+    """Safe mode for every safe point whose method run and twin run both finished, on the
+    driver, from their stored predictions (no training), with the function ``transferguard
+    run --safe`` uses (:func:`~transferguard.analysis.safe.safe_ntg`); each decision is
+    recorded in the store (:func:`~.safe_records.record_decisions`). A decision already
+    recorded from the same two runs is reused. Returns (made, reused, failures): a failure
+    (a missing prediction file ...) names the point and the fix."""
+    from ..analysis.safe import safe_ntg
+    from .safe_records import load_predictions, record_decisions
+
+    point_runs = point_runs if point_runs is not None else sweep.point_runs(store)
+    done = _finished(store)
+    made = reused = 0
+    failures = []
+    for p, rule, mj, tj in _safe_points(sweep, point_runs):
+        m, t = done.get(mj.key), done.get(tj.key)
+        if m is None or t is None:  # the cell counts it as missing
+            continue
+        if _decision(store, rule, m, t) is not None:
+            reused += 1
+            continue
+        try:
+            preds = [(load_predictions(out, m, PREDICTIONS_FIX),
+                      load_predictions(out, t, PREDICTIONS_FIX))]
+            ntg, choices = safe_ntg(mj.label, tj.label, [p.seed], preds, rule)
+        except (TransferGuardError, ValueError, OSError, RuntimeError) as exc:
+            where = ", ".join(f"{a}={v}" for a, v in p.values.items())
+            failures.append({"method": rule.label(mj.label), "seed": p.seed, "point": p.index,
+                             "error": f"safe mode at grid point {where}: {exc}"})
+            continue
+        record_decisions(store, sweep.name, rule, mj.label, ntg, choices, [(m, t)])
+        made += 1
+    return made, reused, failures
+
+
+def sweep_cells(sweep: SweepConfig, store: RunStore,
+                point_runs: Sequence[Sequence[SweepJob]] | None = None) -> list[dict[str, Any]]:
     """One row per grid cell (a point less its seed): the axis values, the seeds whose runs
     finished and, with ``ntg``, the NTG over them (``result``: an
     :class:`~transferguard.analysis.NTGResult`); ``missing`` counts the seeds not finished.
-    Read from the store, so a resumed sweep's summary holds every run, whichever invocation
-    trained it."""
+    A method with ``safe:`` adds a cell of its own right after its method's (``safe``:
+    True, ``method`` ``safe(LABEL)``, ``choices``: the recorded decision of each seed, its
+    NTG against the same twin). Read from the store, so a resumed sweep's summary holds every
+    run, whichever invocation trained it."""
+    from ..analysis.safe import SafeMode
+    from .safe_records import decisions_result
+
+    point_runs = point_runs if point_runs is not None else sweep.point_runs(store)
     by_key = {r.key: r for r in store.records()}
 
     def finished(key: str) -> Any:
         rec = by_key.get(key)
         return rec if rec is not None and rec.status == "finished" and rec.metrics else None
 
+    def new_cell(values: dict[str, Any], method: str, twin: str | None) -> dict[str, Any]:
+        return {"values": values, "method": method, "twin": twin, "seeds": [], "accuracy": [],
+                "twin_accuracy": [], "collapsed": [], "twin_collapsed": [], "missing": 0}
+
     cells: dict[str, dict[str, Any]] = {}
-    for p, runs in zip(sweep.points, sweep.point_runs(store)):
+    for p, runs in zip(sweep.points, point_runs):
         values = {a: v for a, v in p.values.items() if a != "seeds"}
-        cell = cells.setdefault(json.dumps(values, sort_keys=True, default=str), {
-            "values": values, "method": runs[0].label, "twin": runs[-1].label
-            if len(runs) > 1 else None, "seeds": [], "accuracy": [], "twin_accuracy": [],
-            "collapsed": [], "twin_collapsed": [], "missing": 0})
+        cell = cells.setdefault(json.dumps(values, sort_keys=True, default=str), new_cell(
+            values, runs[0].label, runs[-1].label if len(runs) > 1 else None))
+        rule = p.config.build_safe()[0] if len(runs) > 1 else None
+        if rule is not None:
+            label = SafeMode.label(runs[0].label)
+            safe_values = {**values, "methods": label} if "methods" in values else values
+            safe_cell = cells.setdefault(
+                json.dumps([safe_values, "safe"], sort_keys=True, default=str),
+                {**new_cell(safe_values, label, runs[1].label), "safe": True, "choices": []})
         recs = [finished(j.key) for j in runs]
+        decision = _decision(store, rule, *recs) if rule is not None and all(recs) else None
+        if rule is not None:
+            if decision is None:
+                safe_cell["missing"] += 1
+            else:
+                safe_cell["seeds"].append(p.seed)
+                safe_cell["choices"].append(decision.result)
         if not all(recs):
             cell["missing"] += 1
             continue
@@ -832,7 +1020,14 @@ def sweep_cells(sweep: SweepConfig, store: RunStore) -> list[dict[str, Any]]:
             cell["twin_accuracy"].append(recs[1].metrics["test_accuracy"])
             cell["twin_collapsed"].append(bool(recs[1].metrics.get("collapsed", False)))
     for cell in cells.values():
-        if cell["twin"] is not None and cell["seeds"]:
+        if cell.get("safe"):
+            cell["accuracy"] = [d["test_accuracy"] for d in cell["choices"]]
+            cell["twin_accuracy"] = [d["twin_test_accuracy"] for d in cell["choices"]]
+            cell["collapsed"] = cell["twin_collapsed"] = [False] * len(cell["choices"])
+            if cell["choices"]:
+                r = decisions_result(cell["method"], cell["twin"], cell["choices"])
+                cell.update(result=r, ntg=r.ntg, interval=list(r.interval), verdict=r.verdict)
+        elif cell["twin"] is not None and cell["seeds"]:
             r = NTGResult(cell["method"], cell["twin"], cell["seeds"], cell["accuracy"],
                           cell["twin_accuracy"], cell["collapsed"], cell["twin_collapsed"])
             cell.update(result=r, ntg=r.ntg, interval=list(r.interval), verdict=r.verdict)
@@ -842,13 +1037,16 @@ def sweep_cells(sweep: SweepConfig, store: RunStore) -> list[dict[str, Any]]:
 def write_sweep_summary(result: SweepResult, sweep: SweepConfig, out: Path) -> None:
     """``results-NAME.md`` (:func:`~transferguard.report.sweeps.sweep_table`) and
     ``results-NAME.json`` next to the store, written atomically."""
-    from ..report.sweeps import sweep_table
+    from ..report.sweeps import sweep_safe_text, sweep_table
     from ..report.tables import failures_text
     from .runner import summary_paths
 
     md, js = summary_paths(out, sweep.name)
     with atomic_write(md, "w") as fh:
         fh.write(f"# sweep {sweep.name}\n\n{sweep_table(result, markdown=True)}\n")
+        safe = sweep_safe_text(result)
+        if safe:
+            fh.write(f"\n{safe}\n")
         if result.failed:
             fh.write(f"\n{failures_text(result.failed)}\n")
     payload = {"name": sweep.name, "axes": sweep.axes, "resources": sweep.resources,
