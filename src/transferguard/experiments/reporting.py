@@ -10,10 +10,11 @@ from typing import Any
 
 from ..errors import DataError
 from ..methods import create_method
-from ..report.html import NTGRow, ntg_rows, render_report
+from ..report.html import NTGRow, SafeRow, ntg_rows, render_report
 from ..utils import atomic_write
 from .runner import SOURCE_FIELDS
-from .store import RunRecord, RunStore, config_key
+from .safe_records import safe_groups
+from .store import RunRecord, RunStore, SafeRecord, config_key
 
 
 def find_stores(runs_dir: str | os.PathLike[str]) -> list[Path]:
@@ -38,6 +39,23 @@ def load_records(runs_dir: str | os.PathLike[str]) -> list[RunRecord]:
         for r in RunStore(db).records():
             seen.setdefault(r.key, r)
     return list(seen.values())
+
+
+def load_safe_records(runs_dir: str | os.PathLike[str]) -> list[SafeRecord]:
+    """Safe mode's recorded decisions in every store under ``runs_dir`` (a key seen twice
+    counts once)."""
+    seen: dict[str, SafeRecord] = {}
+    for db in find_stores(runs_dir):
+        for r in RunStore(db).safe_records():
+            seen.setdefault(r.key, r)
+    return list(seen.values())
+
+
+def safe_table_rows(records: list[SafeRecord]) -> list[SafeRow]:
+    """The safe-mode rows the report shows: the decisions grouped over seeds per
+    experiment, scenario, rule and method."""
+    return [SafeRow(exp, task, result, [], decisions)
+            for exp, task, result, decisions in safe_groups(records)]
 
 
 def twin_key(config: dict[str, Any]) -> str | None:
@@ -69,7 +87,8 @@ def write_report(runs_dir: str | os.PathLike[str], out: str | os.PathLike[str],
     records = load_records(runs_dir)
     root = Path(runs_dir)
     page = render_report(records, title or f"transferguard report: {root.resolve().name}",
-                         root if root.is_dir() else root.parent, twin_key)
+                         root if root.is_dir() else root.parent, twin_key,
+                         safe_table_rows(load_safe_records(runs_dir)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out, "w") as fh:

@@ -22,6 +22,11 @@ What it shows, from the records of every run store (``runs.sqlite``) under the d
    source), with their harmful-sample detection scores;
 6. every image file (PNG, JPEG, SVG) found under the directory, e.g. analysis plots;
 7. the table of all runs, with the error text of failed ones.
+
+Safe mode's decisions (recorded in the stores by ``transferguard run --safe`` and by sweeps
+with ``safe:``) join the NTG tables and heat-maps as rows of their own, ``safe(METHOD)``
+against the same twin, and a section lists what safe mode kept in every seed (the method,
+the twin or a blend with its weight) and why.
 """
 
 from __future__ import annotations
@@ -79,6 +84,21 @@ class NTGRow:
         return float(self.task.get("labeled_percent", math.nan))
 
 
+@dataclass
+class SafeRow(NTGRow):
+    """Safe mode around one method on one scenario: its NTG over seeds (``result``, named
+    ``safe(METHOD)``) and the recorded decision of each seed (``decisions``: dicts with
+    ``seed``, ``chose``, ``test_accuracy``, ``twin_test_accuracy``, ``method_test_accuracy``
+    and ``choice``, a :class:`~transferguard.analysis.safe.SafeChoice` as a dict)."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sort_key(r: NTGRow) -> tuple:
+    return (r.experiment, r.pair, r.task.get("eps_x", 0), r.task.get("eps_y", 0), r.labeled,
+            r.result.method)
+
+
 def ntg_rows(records: Iterable[Any], twin_key: Callable[[dict[str, Any]], str | None]
              ) -> list[NTGRow]:
     """Pair every finished run with its finished twin and group the gaps over seeds.
@@ -117,8 +137,7 @@ def ntg_rows(records: Iterable[Any], twin_key: Callable[[dict[str, Any]], str | 
         )
         task = {k: v for k, v in pairs[0][0].config["task"].items() if k != "seed"}
         rows.append(NTGRow(experiment, task, res, [a for a, _ in pairs]))
-    rows.sort(key=lambda r: (r.experiment, r.pair, r.task.get("eps_x", 0),
-                             r.task.get("eps_y", 0), r.labeled, r.result.method))
+    rows.sort(key=_sort_key)
     return rows
 
 
@@ -453,6 +472,37 @@ def _files_section(root: Path) -> str:
     return "".join(out)
 
 
+def _kept(choice: dict[str, Any]) -> str:
+    if choice["choice"] == "blend":
+        return f"blend w = {choice['weight']:g}"
+    return {"method": "method", "twin": "twin"}.get(choice["choice"], str(choice["choice"]))
+
+
+def _safe_section(rows: Sequence[SafeRow]) -> str:
+    if not rows:
+        return ("<p class='note'>No safe-mode decision recorded (run with <code>--safe</code>, "
+                "or <code>safe: true</code> on a method of an NTG experiment or sweep).</p>")
+    headers = ["experiment", "transfer", "ε", "L%", "safe mode of", "seed", "kept",
+               "acc (kept)", "acc (A)", "acc (A_T)", "validation n", "why"]
+    body = []
+    for r in rows:
+        for d in r.decisions:
+            c = d["choice"]
+            cls = "inc" if c["choice"] == "twin" else "pos"
+            body.append([
+                _td(r.experiment), _td(r.pair), _td(r.eps), _td(r.labeled, 0),
+                _td(d.get("method")), _td(d.get("seed")),
+                f"<td class='{cls}'>{esc(_kept(c))}</td>", _td(d.get("test_accuracy")),
+                _td(d.get("method_test_accuracy")), _td(d.get("twin_test_accuracy")),
+                _td(c.get("n_val")), _td(c.get("reason")),
+            ])
+    return ("<p class='note'>Safe mode keeps the method, its target-only twin or a blend of "
+            "their probabilities (w × method + (1 − w) × twin) only when the labeled target's "
+            "validation split shows it better than the twin (one-sided McNemar, "
+            "Holm-corrected); the test split is read after the choice.</p>"
+            + _table(headers, body, "safe"))
+
+
 def _runs_section(records: list[Any]) -> str:
     headers = ["experiment", "method", "transfer", "ε_x", "ε_y", "L%", "seed", "status",
                "test acc", "last-iterate acc", "seconds", "error"]
@@ -471,13 +521,15 @@ def _runs_section(records: list[Any]) -> str:
 
 
 def render_report(records: list[Any], title: str, root: Path | None = None,
-                  twin_key: Callable[[dict[str, Any]], str | None] = lambda c: None) -> str:
+                  twin_key: Callable[[dict[str, Any]], str | None] = lambda c: None,
+                  safe: Sequence[SafeRow] = ()) -> str:
     """The page for ``records`` (run-store records) and the image files under ``root``, as one
-    HTML string; ``twin_key`` pairs runs with their twins (see :func:`ntg_rows`)."""
+    HTML string; ``twin_key`` pairs runs with their twins (see :func:`ntg_rows`); ``safe``:
+    safe mode's rows (shown with the NTG rows and in a section of their own)."""
     status = defaultdict(int)
     for r in records:
         status[r.status] += 1
-    rows = ntg_rows(records, twin_key)
+    rows = sorted([*ntg_rows(records, twin_key), *safe], key=_sort_key)
     cards = "".join(f"<div class='card'><b>{n}</b>{esc(label)}</div>" for label, n in (
         ("runs", len(records)), ("finished", status["finished"]), ("failed", status["failed"]),
         ("running or killed", status["running"]), ("NTG rows", len(rows)),
@@ -489,6 +541,7 @@ def render_report(records: list[Any], title: str, root: Path | None = None,
          "method and its target-only twin share; positive = negative transfer. The verdict "
          "needs the whole 95% interval on one side of 0.</p>" + _ntg_section(rows)),
         ("heatmaps", "NTG over ε and L%", _heatmap_section(rows)),
+        ("safe", "Safe mode", _safe_section(safe)),
         ("curves", "Training curves", _curves_section(records)),
         ("harmful", "Harmful source samples", _harmful_section(records)),
         ("plots", "Plots in the runs directory", _files_section(root) if root else ""),
@@ -510,4 +563,4 @@ def render_report(records: list[Any], title: str, root: Path | None = None,
     )
 
 
-__all__ = ["NTGRow", "esc", "ntg_rows", "render_report"]
+__all__ = ["NTGRow", "SafeRow", "esc", "ntg_rows", "render_report"]
