@@ -150,3 +150,52 @@ def test_page_in_a_headless_browser(runs_dir, report, tmp_path):
                            f"--screenshot={shot}", out.as_uri()], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and shot.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------ safe mode
+
+
+def test_safe_rows_from_a_run_store_in_the_page(tmp_path):
+    """``run --safe`` records its decisions in the store; the page shows safe(METHOD) in the
+    NTG table (scored against the same twin) and what was kept in each seed, and why."""
+    from transferguard.experiments import config_from_dict, run_experiment
+
+    cfg = {"name": "safe-exp", "ntg": True, "seeds": [0, 1],
+           "task": {"source": "mnist", "target": "uci-digits", "eps": 0.3,
+                    "labeled_percent": 20, "input_size": 16, "source_size": 200},
+           "method": {"name": "dann", "safe": True},
+           "trainer": {"iterations": 4, "batch_size": 8, "progress": False}}
+    res = run_experiment(config_from_dict(cfg), tmp_path)
+    plain, safe = res.ntg
+    assert len(RunStore(tmp_path).safe_records()) == 2  # one decision per seed
+    page = write_report(tmp_path, tmp_path / "r.html").read_text()
+    ntg = page[page.index("id='ntg'"):page.index("id='heatmaps'")]
+    row = ntg[ntg.index(">safe(dann)<"):]
+    row = row[:row.index("</tr>")]
+    assert f">{safe.mean_accuracy:.1f}<" in row and f">{safe.mean_twin_accuracy:.1f}<" in row
+    assert safe.mean_twin_accuracy == pytest.approx(plain.mean_twin_accuracy, abs=1e-4)
+    assert f">{safe.ntg:+.1f}<" in row
+    section = page[page.index("id='safe'"):page.index("id='curves'")]
+    assert section.count("<tr>") == 3  # the header and one row per seed
+    for c in res.safe[0]["choices"]:
+        kept = f"blend w = {c['weight']:g}" if c["choice"] == "blend" else c["choice"]
+        assert f">{kept}<" in section and html.escape(c["reason"]) in section
+
+
+def test_a_safe_blend_and_its_reason_are_shown_escaped():
+    from transferguard.analysis import NTGResult
+    from transferguard.report.html import SafeRow
+
+    choice = {"choice": "blend", "weight": 0.25, "n_val": 40, "reason": EVIL}
+    task = {"source": "mnist", "target": "usps", "eps_x": 0.2, "eps_y": 0.2,
+            "labeled_percent": 10}
+    row = SafeRow("exp", task, NTGResult("safe(dann)", "dann_T", [3], [71.0], [70.0]), [],
+                  [{"seed": 3, "method": "dann", "test_accuracy": 71.0,
+                    "twin_test_accuracy": 70.0, "method_test_accuracy": 66.0,
+                    "choice": choice}])
+    page = render_report([], "t", safe=[row])
+    section = page[page.index("id='safe'"):page.index("id='curves'")]
+    assert ">blend w = 0.25<" in section and ">66.0<" in section and ">40<" in section
+    assert html.escape(EVIL) in section and EVIL not in page
+    assert ">safe(dann)<" in page[page.index("id='ntg'"):page.index("id='safe'")]
+    assert "No safe-mode decision" in render_report([], "t")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -113,7 +114,6 @@ def test_eps_x_axis_keeps_the_base_eps_for_eps_y():
     ({"domains": ["mnist->uci-digits"], "source": ["mnist"]}, {},
      ["grid.domains and grid.source"]),
     ({"eps": [0.1], "task.eps": [0.2]}, {}, ["grid.task.eps", "given twice"]),
-    ({"methods": [{"name": "dann", "safe": True}]}, {}, ["safe mode", "run --safe"]),
 ])
 def test_bad_sweep_configs_name_the_key_and_the_fix(grid, extra, words):
     data = {**base(**grid), **extra}
@@ -307,3 +307,124 @@ def test_the_cli_lists_the_runs_and_stops_on_a_bad_grid(tmp_path, capsys):
     assert "grid.eps[1]" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing launched, nothing recorded
     assert main(["sweep", str(good), "--workers", "2", "--ray", "auto"]) == 2
+
+
+# ------------------------------------------------------------------ safe mode
+
+
+def safe_base(**grid: list) -> dict:
+    """Two points (eps 0 and 0.5) of joint with safe mode; its twin is shared by both."""
+    data = base(eps=[0.0, 0.5], **grid)
+    data["methods"] = [{"name": "joint", "safe": True}]
+    return data
+
+
+def safe_rows(out: Path) -> list[tuple]:
+    con = sqlite3.connect(out / "runs.sqlite", timeout=60)
+    try:
+        return con.execute("SELECT key, inputs, result, recorded_at FROM safe "
+                           "ORDER BY key").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def safe_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("safe")
+    sweep = sweep_from_dict(safe_base())
+    lines: list[str] = []
+    return sweep, run_sweep(sweep, out, echo=lines.append), out, lines
+
+
+def test_a_safe_sweep_scores_the_kept_predictions_against_the_twin(safe_sweep):
+    from transferguard.analysis.safe import SafeMode, SplitPredictions, accuracy
+    from transferguard.experiments.safe_records import predictions_path
+
+    sweep, res, out, lines = safe_sweep
+    assert res.trained == 3 and not res.failed  # 2 method runs + 1 shared twin, nothing more
+    assert [c["method"] for c in res.cells] == ["joint", "safe(joint)"] * 2
+    assert any("2 decision(s) made" in ln for ln in lines)
+    recs = {r.key: r for r in RunStore(out).records()}
+    for runs, plain, safe in zip(sweep.point_runs(), res.cells[::2], res.cells[1::2]):
+        assert safe["safe"] and safe["values"] == plain["values"] and safe["seeds"] == [0]
+        (d,) = safe["choices"]
+        c = d["choice"]
+        m, t = (recs[j.key].metrics["test_accuracy"] for j in runs)
+        # the NTG of safe mode is against the same twin run as the method's
+        assert d["twin_test_accuracy"] == pytest.approx(t, abs=1e-4)
+        assert safe["result"].ntg == pytest.approx(t - d["test_accuracy"], abs=1e-9)
+        assert plain["result"].twin_accuracy == [t]
+        # its accuracy is the kept member's, or the blend's, on the stored test predictions
+        pm, pt = (SplitPredictions.load(predictions_path(out, j.key)) for j in runs)
+        blend = SafeMode.apply(SafeMode().choose(pm.val_probs, pt.val_probs, pm.val_labels),
+                               pm.test_probs, pt.test_probs)
+        assert d["test_accuracy"] == pytest.approx(accuracy(blend, pm.test_labels), abs=1e-9)
+        expected = {"method": m, "twin": t}.get(c["choice"])
+        if expected is not None:
+            assert d["test_accuracy"] == pytest.approx(expected, abs=1e-4)
+        assert c["weight"] == {"method": 1.0, "twin": 0.0}.get(c["choice"], c["weight"])
+        assert d["chose"] in ("joint", "joint_T") or d["chose"].startswith("blend(joint")
+    table = (out / "results-sw.md").read_text()
+    assert "safe(joint)" in table and "kept" in table and "validation samples" in table
+    summary = json.loads((out / "results-sw.json").read_text())
+    assert [c.get("safe", False) for c in summary["cells"]] == [False, True] * 2
+
+
+def test_a_safe_sweep_decides_as_run_safe_does(safe_sweep):
+    """The same cell through ``transferguard run --safe`` on the same store: the same runs
+    (no training) and the same decision."""
+    from transferguard.experiments import config_from_dict, run_experiment
+
+    sweep, res, out, _ = safe_sweep
+    cfg = sweep.points[1].config  # eps 0.5
+    again = run_experiment(config_from_dict(cfg.to_dict()), out, resume=True)
+    assert again.trained == 0 and [r.method for r in again.ntg] == ["joint", "safe(joint)"]
+    assert again.ntg[1].accuracy == res.cells[3]["result"].accuracy
+    assert again.safe[0]["choices"][0] == res.cells[3]["choices"][0]["choice"]
+
+
+def test_a_resumed_safe_sweep_reuses_its_decisions(safe_sweep):
+    sweep, res, out, _ = safe_sweep
+    before = safe_rows(out)
+    assert len(before) == 2
+    lines: list[str] = []
+    again = run_sweep(sweep, out, resume=True, echo=lines.append)
+    assert (again.trained, again.reused) == (0, 3)
+    assert any("0 decision(s) made from the stored predictions, 2 already recorded" in ln
+               for ln in lines)
+    assert safe_rows(out) == before  # reused as recorded, not decided again
+    assert [c.get("choices") for c in again.cells] == [c.get("choices") for c in res.cells]
+
+
+def test_safe_mode_on_a_sweep_recorded_without_predictions(tmp_path):
+    """A missing prediction file stops that cell's decision with the file and the fix named;
+    the fix (``--resume``) trains those runs again for their predictions alone."""
+    from transferguard.experiments.sweep import decide_safe
+
+    out = tmp_path / "out"
+    plain = base(eps=[0.0, 0.5], methods=["joint"])
+    first = run_sweep(sweep_from_dict(plain), out)
+    assert first.trained == 3 and not (out / "predictions").exists()
+    sweep = sweep_from_dict(safe_base())
+    made, reused, failed = decide_safe(sweep, RunStore(out), out)
+    assert (made, reused, len(failed)) == (0, 0, 2)
+    err = failed[0]["error"]
+    assert failed[0]["method"] == "safe(joint)"
+    for words in ("grid point eps=0.0", "predictions", ".pt does not exist",
+                  "recorded before safe mode was asked", "--resume"):
+        assert words in err, err
+    recorded = rows(out)
+    lines: list[str] = []
+    res = run_sweep(sweep, out, resume=True, echo=lines.append)
+    assert not res.failed and res.trained == 0 and res.reused == 3
+    assert sum("trained again for its predictions" in ln for ln in lines) == 3
+    assert rows(out) == recorded  # the recorded runs stay as they were
+    assert [len(c["choices"]) for c in res.cells if c.get("safe")] == [1, 1]
+
+
+def test_a_ray_safe_sweep_decides_on_the_driver_as_locally(local_ray, safe_sweep, tmp_path):
+    sweep, local, _, _ = safe_sweep
+    res = run_sweep(sweep, tmp_path / "out", ray="auto", num_cpus=1)
+    assert res.trained == 3 and not res.failed
+    assert len(list((tmp_path / "out" / "predictions").glob("*.pt"))) == 3  # saved by the driver
+    assert [c.get("choices") for c in res.cells] == [c.get("choices") for c in local.cells]
