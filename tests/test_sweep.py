@@ -428,3 +428,17 @@ def test_a_ray_safe_sweep_decides_on_the_driver_as_locally(local_ray, safe_sweep
     assert res.trained == 3 and not res.failed
     assert len(list((tmp_path / "out" / "predictions").glob("*.pt"))) == 3  # saved by the driver
     assert [c.get("choices") for c in res.cells] == [c.get("choices") for c in local.cells]
+    # a recorded run whose predictions are gone: a Ray task trains it again for them alone
+    jobs = sweep.jobs()
+    twin = next(j for j in jobs if j.twin)
+    (tmp_path / "out" / "predictions" / f"{twin.key[:32]}.pt").unlink()
+    con = sqlite3.connect(tmp_path / "out" / "runs.sqlite", timeout=60)
+    with con:
+        con.execute("DELETE FROM safe")
+    con.close()
+    recorded = rows(tmp_path / "out")
+    lines: list[str] = []
+    again = run_sweep(sweep, tmp_path / "out", ray="auto", resume=True, echo=lines.append)
+    assert again.trained == 0 and not again.failed and rows(tmp_path / "out") == recorded
+    assert sum("trained again for its predictions" in ln for ln in lines) == 1
+    assert [c.get("choices") for c in again.cells] == [c.get("choices") for c in local.cells]
