@@ -17,6 +17,10 @@ finished after ``since`` (the caller's start: a concurrent invocation's fresh re
 Re-running a finished run never loses its result: the finished row stays as it is until the
 new run finishes and replaces it; if the new run fails, the row keeps the old metrics and
 records the failure in ``error``.
+
+A second table, ``safe``, holds safe mode's decisions (:class:`SafeRecord`): they train
+nothing, so they are not runs; each names the method run and the twin run it chose between
+(:mod:`.safe_records`).
 """
 
 from __future__ import annotations
