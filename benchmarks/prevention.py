@@ -132,9 +132,12 @@ def grid(cells: list[tuple[int, int]]) -> dict:
     return {"rows": rows, "iterations": ITERATIONS, "seeds": seeds}
 
 
-#: weighters timed against plain DANN (gate=True's defence among them)
-OVERHEAD = {"dann": False, "dann+prototype": "prototype", "dann+glc": "glc",
-            "dann+l2rw": "l2rw"}
+#: defences timed against plain DANN: label -> DANN's options
+OVERHEAD: dict[str, dict] = {
+    "dann": {}, "dann+prototype": {"gate": "prototype"}, "dann+glc": {"gate": "glc"},
+    "dann+l2rw": {"gate": "l2rw"}, "dann+gradsim": {"combine": "gradsim"},
+    "dann+gradsim(every 4)": {"combine": "gradsim", "combine_every": 4},
+    "dann+glc+gradsim": {"gate": "glc", "combine": "gradsim"}}
 
 
 def overhead(reps: int = 5, iterations: int = 60) -> dict:
@@ -144,9 +147,9 @@ def overhead(reps: int = 5, iterations: int = 60) -> dict:
     data = task.train_data()
     times: dict[str, list[float]] = {k: [] for k in OVERHEAD}
     for _ in range(reps):
-        for key, gate in OVERHEAD.items():
+        for key, options in OVERHEAD.items():
             fit = tg.Trainer(iterations=iterations, seed=0, eval_every=10**6).fit(
-                tg.create_method("dann", gate=gate), data)
+                tg.create_method("dann", **options), data)
             times[key].append(fit.loop_seconds / iterations)
             print(key, times[key][-1], flush=True)
     per_step = {k: statistics.median(v) for k, v in times.items()}

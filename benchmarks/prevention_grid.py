@@ -59,7 +59,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 PAIRS = {"mnist-uci": ("mnist", "uci-digits"), "syn-mnist": ("syndigits", "mnist")}
-NOISES = ("uniform", "pairflip")
+NOISES = ("uniform", "pairflip", "permute")
 EPS = (0.3, 0.7, 0.9)
 LABELED = (10, 30, 50)
 SEEDS = (0, 1, 2)
@@ -104,13 +104,27 @@ def select(cells: Iterable[Cell], only: list[str] | None) -> list[Cell]:
     return [c for c in cells if any(fnmatch.fnmatchcase(c.id, pat) for pat in only)]
 
 
-def parse_gate(text: str) -> tuple[str, dict[str, Any]]:
-    """``NAME`` or ``NAME:{json options}``."""
-    name, _, opts = text.partition(":")
-    options = json.loads(opts) if opts else {}
-    if not isinstance(options, dict):
-        raise SystemExit(f"--gate/--alt options must be a JSON object, got {opts!r}")
-    return name, options
+def parse_gate(text: str) -> tuple[str, str | None, str, str]:
+    """A defence: ``NAME`` / ``NAME:{json options}`` (a weighter) or ``{json}`` (DANN's own
+    options, e.g. ``{"combine": "gradsim"}`` or ``{"gate": "glc", "combine": "gradsim"}``).
+    Returns (display name, weighter, weighter options JSON, other options JSON)."""
+    import transferguard as tg
+
+    if text.lstrip().startswith("{"):
+        kw = json.loads(text)
+        if not isinstance(kw, dict):
+            raise SystemExit(f"--gate/--alt must be a JSON object, got {text!r}")
+        gate, opts = kw.pop("gate", None), kw.pop("gate_options", None) or {}
+    else:
+        gate, _, raw = text.partition(":")
+        opts, kw = json.loads(raw) if raw else {}, {}
+        if not isinstance(opts, dict):
+            raise SystemExit(f"--gate/--alt options must be a JSON object, got {raw!r}")
+    label = tg.create_method("dann", gate=gate or False, gate_options=opts or None, **kw).label
+    name = "DANN" + label[len("dann"):]
+    if gate and not kw:  # the names earlier runs were stored under
+        name = f"DANN+{gate_label(gate, opts)}"
+    return name, gate, json.dumps(opts, sort_keys=True), json.dumps(kw, sort_keys=True)
 
 
 def paper_gate() -> str:
@@ -132,6 +146,7 @@ class Job:
     options: str  # JSON of the weighter options
     iterations: int
     keep_predictions: bool
+    extra: str = "{}"  # JSON of further DANN options (combine=...)
 
     @property
     def key(self) -> str:
@@ -165,9 +180,11 @@ def make_method(job: Job) -> Any:
 
     if job.gate == "twin":
         return tg.create_method("dann").twin()
+    extra = json.loads(job.extra)
     if job.gate is None:
-        return tg.create_method("dann")
-    return tg.create_method("dann", gate=job.gate, gate_options=json.loads(job.options) or None)
+        return tg.create_method("dann", **extra)
+    return tg.create_method("dann", gate=job.gate, gate_options=json.loads(job.options) or None,
+                            **extra)
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
@@ -248,14 +265,14 @@ def safe_record(cell: Cell, method: str, iterations: int, preds: Path) -> dict[s
 # --------------------------------------------------------------------------------------------
 
 
-def jobs_for(cells: list[Cell], methods: list[tuple[str, str | None, str]], iterations: int,
-             new: str) -> list[Job]:
+def jobs_for(cells: list[Cell], methods: list[tuple[str, str | None, str, str]],
+             iterations: int, new: str) -> list[Job]:
     jobs: dict[str, Job] = {}
     for c in cells:
         t = Job(c.twin_cell(), TWIN, "twin", "{}", iterations, True)
         jobs.setdefault(t.key, t)
-        for name, gate, opts in methods:
-            j = Job(c, name, gate, opts, iterations, name == new)
+        for name, gate, opts, extra in methods:
+            j = Job(c, name, gate, opts, iterations, name == new, extra)
             jobs[j.key] = j
     # twins first: every cell's safe mode waits on one
     return sorted(jobs.values(), key=lambda j: (j.method != TWIN, j.cell.pair, j.cell.labeled,
@@ -265,15 +282,12 @@ def jobs_for(cells: list[Cell], methods: list[tuple[str, str | None, str]], iter
 def run_grid(args: argparse.Namespace) -> None:
     import multiprocessing as mp
 
-    gate, gate_opts = parse_gate(args.gate)
-    new = f"DANN+{gate_label(gate, gate_opts)}"
-    methods: list[tuple[str, str | None, str]] = [
-        (DANN, None, "{}"), (PAPER, paper_gate(), "{}"),
-        (new, gate, json.dumps(gate_opts, sort_keys=True))]
-    if args.alt:
-        alt, alt_opts = parse_gate(args.alt)
-        methods.append((f"DANN+{gate_label(alt, alt_opts)}", alt,
-                        json.dumps(alt_opts, sort_keys=True)))
+    new_gate = parse_gate(args.gate)
+    new = new_gate[0]
+    methods: list[tuple[str, str | None, str, str]] = [
+        (DANN, None, "{}", "{}"), (PAPER, paper_gate(), "{}", "{}"), new_gate]
+    for alt in args.alt or ():
+        methods.append(parse_gate(alt))
     cells = select(all_cells(), args.only)
     if not cells:
         raise SystemExit(f"--only {args.only} matches no cell; cells look like "
@@ -406,9 +420,10 @@ def report(results: Path, iterations: int) -> str:
     out += ["## Summary", "",
             f"Noisy cells with results: {len(noisy)}. DANN has NTG > 0 (mean over seeds) in "
             f"**{len(hurt)}** of them ({len(hurt_sig)} with the whole interval above 0).", "",
-            "| defence | NTG <= 0 where DANN's > 0 | of those with DANN's interval > 0 | mean gain "
-            "over DANN, pair-flip cells | mean gain, uniform cells | clean-source cost "
-            "(DANN − defence) |", "|---|---|---|---|---|---|"]
+            "| defence | NTG <= 0 where DANN's > 0 | of those with DANN's interval > 0 | "
+            + " | ".join(f"mean gain over DANN, {n} cells" for n in NOISES)
+            + " | clean-source cost (DANN − defence) |", "|---|---|---|" + "---|" * len(NOISES)
+            + "---|"]
 
     def mean_gain(m: str, keys: list[tuple]) -> str:
         diffs = []
@@ -424,16 +439,14 @@ def report(results: Path, iterations: int) -> str:
         ok = sum(1 for k in have if statistics.fmean(gaps(k, m)[1]) <= 0)
         return f"{ok} / {len(have)}"
 
-    pf = [k for k in acc if k[1] == "pairflip"]
-    un = [k for k in acc if k[1] == "uniform"]
     clean = [k for k in acc if k[1] == "clean"]
     for m in defences:
         cost = mean_gain(m, clean)
         if cost != "–":  # cost = DANN − defence
             v, rest = cost.split(" ", 1)
             cost = f"{-float(v):+.2f} {rest}"
-        out.append(f"| {m} | {closed(m, hurt)} | {closed(m, hurt_sig)} | {mean_gain(m, pf)} | "
-                   f"{mean_gain(m, un)} | {cost} |")
+        gains = " | ".join(mean_gain(m, [k for k in acc if k[1] == n]) for n in NOISES)
+        out.append(f"| {m} | {closed(m, hurt)} | {closed(m, hurt_sig)} | {gains} | {cost} |")
     out.append("")
 
     if safe_rows:
@@ -471,8 +484,11 @@ def report(results: Path, iterations: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gate", default="prototype",
-                    help="the new weighter: NAME or 'NAME:{json options}' (default prototype)")
-    ap.add_argument("--alt", default=None, help="also DANN with this weighter (NAME[:json])")
+                    help="the new defence (safe mode is computed around it): a weighter NAME, "
+                         "'NAME:{json options}', or DANN's options as JSON, e.g. "
+                         "'{\"combine\": \"gradsim\"}' (default prototype)")
+    ap.add_argument("--alt", action="append", default=None,
+                    help="also DANN with this defence (same forms as --gate; repeatable)")
     ap.add_argument("--only", nargs="+", default=None,
                     help="shell patterns on pair/noise/eps/L/seed, e.g. 'mnist-uci/pairflip/*'")
     ap.add_argument("--workers", type=int, default=1)

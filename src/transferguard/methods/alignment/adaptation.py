@@ -20,9 +20,18 @@ replaces it (its marginal ``nil`` term is that alignment); for the others (DAN, 
 joint) the gate adds its own discriminator, as the reference describes for non-adversarial
 methods.
 
-Twin: the source-free view with the gate off. The gate re-weights *source* samples, so
-without a source there is nothing to gate: DANN and DANN+gate share the twin DANN_T, and
-NTG1 − NTG2 is the gain of the gate (reference 1.1).
+The ``combine`` option decides how the source's gradient joins the labeled target's:
+``None`` adds it (the objective above); ``"gradsim"`` gates it by its cosine with the
+target's (:class:`~transferguard.methods.gradient.gradsim.GradientSimilarity`, Du et al.
+2018: a source that pulls against the target leaves the twin's step); ``"dtnh"`` removes its
+component along the target's (:class:`~transferguard.methods.gradient.dtnh.DTNH`, over the
+whole model). Both see R = everything but the labeled-target loss: the (weighted) source loss
+and the alignment term, so they compose with any weighter. ``combine_every`` (gradsim only)
+measures the cosine every k steps.
+
+Twin: the source-free view with the gate and the combiner off. The gate re-weights *source*
+samples, so without a source there is nothing to gate: DANN and DANN+gate share the twin
+DANN_T, and NTG1 − NTG2 is the gain of the gate (reference 1.1).
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from ...engine.schedules import ramp
 from ...engine.types import StepOutput
 from ...errors import ConfigError
 from ..base import Method, _short
+from ..gradient.dtnh import DTNH
+from ..gradient.gradsim import GradientSimilarity
 from ..reweighting.weighter import (
     Features,
     SourceWeighter,
@@ -47,7 +58,10 @@ from ..reweighting.weighter import (
     weighter_name,
 )
 
-__all__ = ["AdaptationMethod", "Features"]
+__all__ = ["COMBINERS", "AdaptationMethod", "Features"]
+
+#: how the source's gradient joins the labeled target's (``combine=``)
+COMBINERS = (None, "gradsim", "dtnh")
 
 
 class AdaptationMethod(Method):
@@ -63,8 +77,16 @@ class AdaptationMethod(Method):
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
-                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None) -> None:
+                 gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
+                 combine: str | None = None, combine_every: int = 8) -> None:
         super().__init__(model, model_options, source_free)
+        if combine not in COMBINERS:
+            raise ConfigError(f"combine must be one of {COMBINERS}, got {combine!r}: None adds "
+                              "the source's gradient, 'gradsim' gates it by its cosine with "
+                              "the labeled target's, 'dtnh' projects out its conflicting part.")
+        if not isinstance(combine_every, int) or combine_every < 1:
+            raise ConfigError(f"combine_every must be an integer >= 1, got {combine_every!r}.")
+        self.combine, self.combine_every = combine, combine_every
         self.trade_off = trade_off
         self.ramp_gamma = ramp_gamma
         weighter_name(gate)  # an unknown weighter name stops here, before any training
@@ -78,7 +100,8 @@ class AdaptationMethod(Method):
         if name:  # the weighter with its own options: dann+kmm(B=5.0)
             opts = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.gate_options.items()))
             weighter = f"+{name}" + (f"({opts})" if opts else "")
-        base = self.name + self.param_text(skip=("gate", "gate_options")) + weighter
+        base = self.name + self.param_text(skip=("gate", "gate_options", "combine")) + weighter
+        base += f"+{self.combine}" if self.combine else ""
         return f"{base}_T" if self.source_free else base
 
     @property
@@ -86,7 +109,8 @@ class AdaptationMethod(Method):
         return weighter_name(self.gate) is not None
 
     def twin(self) -> Method:
-        return self.clone(source_free=True, gate=False, gate_options={})
+        return self.clone(source_free=True, gate=False, gate_options={}, combine=None,
+                          combine_every=8)
 
     def streams(self) -> tuple[str, ...]:
         if self.needs_unlabeled or weighter_class(self.gate).needs_unlabeled:
@@ -105,6 +129,12 @@ class AdaptationMethod(Method):
                 "(labeled_percent=100?); lower labeled_percent."
             )
         self.source_split_ = data.source
+        if self.combine and not self.source_free and len(data.target_labeled) == 0:
+            raise ConfigError(
+                f"{self.label}: combine={self.combine!r} weighs the source's gradient against "
+                "the labeled target's, but the task has no labeled target samples "
+                "(labeled_percent=0); raise labeled_percent or drop combine."
+            )
         if weighter_name(self.gate) and self.trade_off != 1.0 and (
                 self._alignment_replaced or not self.needs_unlabeled):
             raise ConfigError(
@@ -118,6 +148,15 @@ class AdaptationMethod(Method):
         if weighter_name(self.gate):
             self.extra_modules_["gate"] = self.weighter_
         self.weighter_.setup(self, data)
+        self.combiner_: GradientSimilarity | DTNH | None = None
+        if self.combine == "gradsim" and not self.source_free:
+            self.combiner_ = GradientSimilarity(self.combine_every)
+        elif self.combine == "dtnh" and not self.source_free:
+            self.combiner_ = DTNH("always", scope="model")
+
+    @property
+    def gradient_combiner(self) -> GradientSimilarity | DTNH | None:
+        return getattr(self, "combiner_", None)
 
     def build_alignment(self, data: TrainData) -> None:
         """Hook: create the modules of the alignment term in ``self.extra_modules_``."""
@@ -148,7 +187,10 @@ class AdaptationMethod(Method):
             align = alignment()
             loss = loss + self.trade_off * align
             logs["align"] = align.detach()
-        return StepOutput(loss, logs)
+        if feats.logits_lab is None:
+            return StepOutput(loss, logs)
+        # for DTNH: the labeled-target loss is the empirical risk, the rest the regulariser
+        return StepOutput(loss, logs, empirical=ce_lab, regularizer=loss - ce_lab)
 
     def forward_streams(self, batches: Mapping[str, Batch], progress: float) -> Features:
         src, lab, unl = (batches.get(k) for k in self.streams_used)

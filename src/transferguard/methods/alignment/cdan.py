@@ -50,9 +50,10 @@ class CDAN(AdaptationMethod):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
-                 hidden: int = 1024, entropy_conditioning: bool = False) -> None:
+                 hidden: int = 1024, entropy_conditioning: bool = False,
+                 combine: str | None = None, combine_every: int = 8) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options)
+                         gate_options, combine, combine_every)
         self.hidden = hidden
         self.entropy_conditioning = entropy_conditioning
 

@@ -59,9 +59,10 @@ class PADA(AdaptationMethod):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
-                 hidden: int = 1024, update_every: int = 100) -> None:
+                 hidden: int = 1024, update_every: int = 100,
+                 combine: str | None = None, combine_every: int = 8) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options)
+                         gate_options, combine, combine_every)
         self.hidden = hidden
         self.update_every = update_every
 

@@ -13,6 +13,8 @@ empirical gradient:
 - ``mode="always"`` decomposes every step (the authors' GrOD code);
   ``mode="on_conflict"`` only when ⟨g_R, g_E⟩ < 0, else d = g_E + g_R (⟨d, g_E⟩ >= ‖g_E‖²);
 - per tensor of the shared backbone; the classifier head is left out (``d = g_E + g_R``);
+  ``scope="model"`` projects the head too (domain adaptation's ``combine="dtnh"``, where
+  R is the source's loss and reaches the head);
 - the first step is not modified (the reference's ``start_flag``);
 - weight decay stays in the optimiser and is not projected;
 - L2-SP's g_R is closed form (``method.closed_form_gradients()``, no second backward pass);
@@ -32,15 +34,21 @@ from ...engine.types import StepOutput
 from ...errors import ConfigError
 
 DTNH_MODES = ("always", "on_conflict")
+#: which parameters are projected: the shared backbone (fine-tuning, the paper) or the whole
+#: model, head included (domain adaptation, where the source's loss reaches the head too)
+DTNH_SCOPES = ("backbone", "model")
 
 
 class DTNH:
     """The gradient combiner. ``conflict_rate`` reports how often ⟨g_R, g_E⟩ < 0 was seen."""
 
-    def __init__(self, mode: str = "always", eps: float = 1e-12, skip_first: bool = True) -> None:
+    def __init__(self, mode: str = "always", eps: float = 1e-12, skip_first: bool = True,
+                 scope: str = "backbone") -> None:
         if mode not in DTNH_MODES:
             raise ConfigError(f"DTNH mode must be one of {DTNH_MODES}, got {mode!r}.")
-        self.mode, self.eps, self.skip_first = mode, eps, skip_first
+        if scope not in DTNH_SCOPES:
+            raise ConfigError(f"DTNH scope must be one of {DTNH_SCOPES}, got {scope!r}.")
+        self.mode, self.eps, self.skip_first, self.scope = mode, eps, skip_first, scope
         self.steps = 0
         self.conflicts = 0
         self.checked = 0
@@ -73,6 +81,8 @@ class DTNH:
         model = method.model_
         shared = [p for p in model.backbone.parameters() if p.requires_grad]
         rest = [p for p in model.head.parameters() if p.requires_grad]
+        if self.scope == "model":
+            shared, rest = shared + rest, []
         rest += [p for k, m in method.extra_modules_.items() for p in m.parameters()
                  if p.requires_grad]
         params = shared + rest

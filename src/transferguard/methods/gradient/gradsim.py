@@ -1,0 +1,99 @@
+"""Gradient-similarity gating of the source: Du et al., "Adapting Auxiliary Losses Using Gradient
+Similarity" (2018), applied to domain adaptation (methods reference section 2, issue 10).
+
+A DA objective is L = L_T + R with L_T the labeled-target cross-entropy and R everything the
+source brings (the source loss, weighted or not, and the alignment term). The source is useful
+for the target only while its gradient helps the target's: the model's parameters θ (F and C)
+step on
+
+    g_T = ∇_θ L_T,   g_R = ∇_θ R,   c = max(0, cos(g_T, g_R))
+    d = g_T + c · g_R
+
+so a source that pulls against the target (c = 0) leaves the step of the target-only twin, and
+one that agrees adds in proportion to how much it agrees. Unlike DTNH's projection (which keeps
+the orthogonal part of g_R every step), a conflicting source contributes nothing. The cosine is
+taken over all of θ at once, as in the paper. Modules other than the model (the domain
+discriminator, a weighter's heads) are not gated: they keep the full gradient of the loss,
+so the discriminator and the weighter keep learning while the source is shut off.
+
+Cost: c needs g_T apart, a second backward pass. ``every=k`` refreshes c every k steps and
+steps on ∇(L_T + c R) in between (one backward; the other modules' gradients are rescaled by
+1/c, so they are exactly the full ones), which brings the step near DANN's own. On those
+steps a shut source (c = 0) is floored at c = 1e-3, so that the rescaling stays exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ...engine.types import StepOutput
+from ...errors import ConfigError
+
+#: c is floored here on the cheap steps so the other modules' gradients can be unscaled exactly
+_FLOOR = 1e-3
+
+
+class GradientSimilarity:
+    """The combiner. ``mean_cosine`` / ``shut_rate`` report what it saw on refresh steps."""
+
+    def __init__(self, every: int = 8, eps: float = 1e-12) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ConfigError(f"gradsim every must be an integer >= 1, got {every!r}.")
+        self.every, self.eps = every, eps
+        self.steps = 0
+        self.coef = 1.0
+        self.checked = 0
+        self.shut = 0
+        self.cos_sum = 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"steps": self.steps, "coef": self.coef, "checked": self.checked,
+                "shut": self.shut, "cos_sum": self.cos_sum}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.steps, self.checked, self.shut = (int(state[k]) for k in ("steps", "checked", "shut"))
+        self.coef, self.cos_sum = float(state["coef"]), float(state["cos_sum"])
+
+    @property
+    def shut_rate(self) -> float:
+        """How often the source was shut off (cos <= 0) on the steps c was measured."""
+        return self.shut / max(1, self.checked)
+
+    @property
+    def mean_cosine(self) -> float:
+        return self.cos_sum / max(1, self.checked)
+
+    def backward(self, out: StepOutput, method: Any) -> None:
+        if out.empirical is None or out.regularizer is None:
+            raise ConfigError(f"{method.label}: gradient-similarity gating needs the labeled-"
+                              "target loss and the source's terms apart (StepOutput.empirical "
+                              "/ .regularizer); give the task labeled target samples.")
+        model = [p for p in method.model_.parameters() if p.requires_grad]
+        others = [p for m in method.extra_modules_.values() for p in m.parameters()
+                  if p.requires_grad]
+        if self.steps % self.every == 0:
+            g_t = torch.autograd.grad(out.empirical, model, retain_graph=True, allow_unused=True)
+            g_t = [torch.zeros_like(p) if g is None else g for p, g in zip(model, g_t)]
+            out.loss.backward()
+            g_all = [torch.zeros_like(p) if p.grad is None else p.grad for p in model]
+            g_r = torch._foreach_sub(g_all, g_t)
+            dot = torch.stack([x.sum() for x in torch._foreach_mul(g_t, g_r)]).sum()
+            n_t = torch.stack(torch._foreach_norm(g_t)).square().sum().sqrt()
+            n_r = torch.stack(torch._foreach_norm(g_r)).square().sum().sqrt()
+            cos = float(dot / (n_t * n_r + self.eps))
+            self.coef = max(0.0, cos)
+            self.checked += 1
+            self.shut += cos <= 0
+            self.cos_sum += cos
+            d = torch._foreach_add(g_t, torch._foreach_mul(g_r, self.coef))
+            for p, g in zip(model, d):
+                p.grad = g
+        else:
+            c = max(self.coef, _FLOOR)
+            (out.empirical + c * out.regularizer).backward()
+            for p in others:
+                if p.grad is not None:
+                    p.grad.div_(c)
+        self.steps += 1
