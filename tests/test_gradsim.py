@@ -57,7 +57,7 @@ def test_refresh_step_gates_the_model_and_leaves_other_modules_whole(sign):
     m = _Fake()
     out = _losses(m, sign, torch.randn(8, 4))
     want_model, want_disc, cos = _expected(m, out)
-    comb = GradientSimilarity(every=1)
+    comb = GradientSimilarity(every=1, scale=1.0, momentum=0.0)  # Du et al.'s rule
     comb.backward(out, m)
     for p, g in zip(m.model_.parameters(), want_model):
         torch.testing.assert_close(p.grad, g)
@@ -70,7 +70,7 @@ def test_refresh_step_gates_the_model_and_leaves_other_modules_whole(sign):
 
 def test_cheap_steps_reuse_the_last_coefficient_exactly():
     m = _Fake()
-    comb = GradientSimilarity(every=3)
+    comb = GradientSimilarity(every=3, scale=1.0, momentum=0.0)
     comb.backward(_losses(m, 0.5, torch.randn(8, 4)), m)
     c = comb.coef
     assert 0 < c <= 1
@@ -87,22 +87,54 @@ def test_cheap_steps_reuse_the_last_coefficient_exactly():
     assert comb.checked == 1 and comb.steps == 3
 
 
+def test_scale_divides_the_cosine_and_caps_the_weight_at_one():
+    m = _Fake()
+    out = _losses(m, 0.5, torch.randn(8, 4))
+    _, _, cos = _expected(m, out)
+    assert 0 < cos < 1
+    # cos / scale = 2: capped at 1
+    comb = GradientSimilarity(every=1, scale=cos / 2, momentum=0.0)
+    comb.backward(out, m)
+    assert comb.coef == 1.0
+
+
+def test_momentum_smooths_the_cosine_with_bias_correction():
+    m = _Fake()
+    comb = GradientSimilarity(every=1, scale=1.0, momentum=0.5)
+    coses = []
+    for sign in (0.5, -3.0, 0.5):
+        for p in [*m.model_.parameters(), *m.extra_modules_["disc"].parameters()]:
+            p.grad = None
+        out = _losses(m, sign, torch.randn(8, 4))
+        coses.append(_expected(m, out)[2])
+        comb.backward(out, m)
+    ema = 0.0
+    for c in coses:
+        ema = 0.5 * ema + 0.5 * c
+    smooth = ema / (1 - 0.5 ** 3)
+    assert comb.coef == pytest.approx(min(1.0, max(0.0, smooth)))
+    assert comb.checked == 3 and comb.shut == 1  # the raw cosine of the middle step was < 0
+
+
 def test_state_round_trip_and_bad_options():
-    a = GradientSimilarity(every=2)
+    a = GradientSimilarity(every=2, momentum=0.0)
     m = _Fake()
     a.backward(_losses(m, -3.0, torch.randn(8, 4)), m)
-    b = GradientSimilarity(every=2)
+    b = GradientSimilarity(every=2, momentum=0.0)
     b.load_state_dict(a.state_dict())
     assert b.state_dict() == a.state_dict() and b.shut_rate == 1.0
     with pytest.raises(ConfigError, match="every"):
         GradientSimilarity(every=0)
+    with pytest.raises(ConfigError, match="momentum"):
+        GradientSimilarity(momentum=1.0)
     with pytest.raises(ConfigError, match="labeled"):
         GradientSimilarity().backward(StepOutput(torch.zeros(())), m)
 
 
 def test_dann_combine_trains_labels_and_twin(tiny_task, fast_trainer):
-    m = tg.create_method("dann", combine="gradsim", combine_every=2, gate="prototype")
-    assert m.label == "dann(combine_every=2)+prototype+gradsim"
+    m = tg.create_method("dann", combine="gradsim", combine_options={"every": 2},
+                         gate="prototype")
+    assert m.label == "dann+prototype+gradsim(every=2)"
     assert m.twin().label == "dann_T" and m.twin().combine is None
     res = fast_trainer.run(m, tiny_task)
     assert res.trained and 0 <= res.test_accuracy <= 100
@@ -124,8 +156,14 @@ def test_combine_bad_input_stops_before_training():
     for staged in ("adda", "gta"):  # steps that are not one L_T + R
         with pytest.raises(ConfigError, match="stages"):
             tg.create_method(staged, combine="gradsim")
-    with pytest.raises(ConfigError, match="combine_every"):
-        tg.create_method("dann", combine="gradsim", combine_every=0)
+    with pytest.raises(ConfigError, match="every"):
+        tg.create_method("dann", combine="gradsim", combine_options={"every": 0})
+    with pytest.raises(ConfigError, match="scale"):
+        tg.create_method("dann", combine="gradsim", combine_options={"scale": 0})
+    with pytest.raises(ConfigError, match="takes none"):
+        tg.create_method("dann", combine="dtnh", combine_options={"every": 2})
+    with pytest.raises(ConfigError, match="takes every"):
+        tg.create_method("dann", combine="gradsim", combine_options={"evry": 2})
     task = tg.TransferTask("mnist", "uci-digits", labeled_percent=0, source_size=50,
                            spec=tg.InputSpec(3, 16))
     trainer = tg.Trainer(iterations=2, batch_size=8, progress=False)

@@ -26,8 +26,8 @@ target's (:class:`~transferguard.methods.gradient.gradsim.GradientSimilarity`, D
 2018: a source that pulls against the target leaves the twin's step); ``"dtnh"`` removes its
 component along the target's (:class:`~transferguard.methods.gradient.dtnh.DTNH`, over the
 whole model). Both see R = everything but the labeled-target loss: the (weighted) source loss
-and the alignment term, so they compose with any weighter. ``combine_every`` (gradsim only)
-measures the cosine every k steps.
+and the alignment term, so they compose with any weighter. gradsim's options
+(``combine_options``: ``every``, ``scale``) measures the cosine every k steps.
 
 Twin: the source-free view with the gate and the combiner off. The gate re-weights *source*
 samples, so without a source there is nothing to gate: DANN and DANN+gate share the twin
@@ -78,15 +78,19 @@ class AdaptationMethod(Method):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
-                 combine: str | None = None, combine_every: int = 8) -> None:
+                 combine: str | None = None, combine_options: Mapping[str, Any] | None = None
+                 ) -> None:
         super().__init__(model, model_options, source_free)
         if combine not in COMBINERS:
             raise ConfigError(f"combine must be one of {COMBINERS}, got {combine!r}: None adds "
                               "the source's gradient, 'gradsim' gates it by its cosine with "
                               "the labeled target's, 'dtnh' projects out its conflicting part.")
-        if not isinstance(combine_every, int) or combine_every < 1:
-            raise ConfigError(f"combine_every must be an integer >= 1, got {combine_every!r}.")
-        self.combine, self.combine_every = combine, combine_every
+        self.combine, self.combine_options = combine, dict(combine_options or {})
+        if self.combine_options and combine != "gradsim":
+            raise ConfigError(f"combine_options {self.combine_options} are gradsim's (every, "
+                              f"scale); combine={combine!r} takes none.")
+        if combine == "gradsim":
+            self._gradsim()  # bad options stop here, before any training
         self.trade_off = trade_off
         self.ramp_gamma = ramp_gamma
         weighter_name(gate)  # an unknown weighter name stops here, before any training
@@ -100,8 +104,11 @@ class AdaptationMethod(Method):
         if name:  # the weighter with its own options: dann+kmm(B=5.0)
             opts = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.gate_options.items()))
             weighter = f"+{name}" + (f"({opts})" if opts else "")
-        base = self.name + self.param_text(skip=("gate", "gate_options", "combine")) + weighter
-        base += f"+{self.combine}" if self.combine else ""
+        base = self.name + self.param_text(skip=("gate", "gate_options", "combine",
+                                                 "combine_options")) + weighter
+        if self.combine:
+            opts = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.combine_options.items()))
+            base += f"+{self.combine}" + (f"({opts})" if opts else "")
         return f"{base}_T" if self.source_free else base
 
     @property
@@ -110,7 +117,7 @@ class AdaptationMethod(Method):
 
     def twin(self) -> Method:
         return self.clone(source_free=True, gate=False, gate_options={}, combine=None,
-                          combine_every=8)
+                          combine_options={})
 
     def streams(self) -> tuple[str, ...]:
         if self.needs_unlabeled or weighter_class(self.gate).needs_unlabeled:
@@ -150,9 +157,16 @@ class AdaptationMethod(Method):
         self.weighter_.setup(self, data)
         self.combiner_: GradientSimilarity | DTNH | None = None
         if self.combine == "gradsim" and not self.source_free:
-            self.combiner_ = GradientSimilarity(self.combine_every)
+            self.combiner_ = self._gradsim()
         elif self.combine == "dtnh" and not self.source_free:
             self.combiner_ = DTNH("always", scope="model")
+
+    def _gradsim(self) -> GradientSimilarity:
+        try:
+            return GradientSimilarity(**self.combine_options)
+        except TypeError as exc:
+            raise ConfigError(f"combine_options {self.combine_options}: gradsim takes every "
+                              f"(int >= 1) and scale (in (0, 1]); {exc}") from exc
 
     @property
     def gradient_combiner(self) -> GradientSimilarity | DTNH | None:

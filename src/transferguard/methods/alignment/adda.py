@@ -52,12 +52,13 @@ class ADDA(AdaptationMethod):
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  hidden: int = 1024, gan_loss: str = "inverted",
                  pretrain_iterations: int | None = None,
-                 combine: str | None = None, combine_every: int = 8) -> None:
+                 combine: str | None = None,
+                 combine_options: Mapping[str, Any] | None = None) -> None:
         if combine is not None:  # its steps are not one L_T + R (stages / a pre-training phase)
             raise ConfigError(f"adda does not take combine={combine!r}: it trains in "
                               "separate stages; use dann, dan, dcoral, cdan, pada or joint.")
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options, combine, combine_every)
+                         gate_options, combine, combine_options)
         if gan_loss not in ("inverted", "reverse"):
             raise ConfigError(f"adda gan_loss must be 'inverted' or 'reverse', got {gan_loss!r}.")
         self.hidden = hidden

@@ -38,9 +38,10 @@ class DAN(AdaptationMethod):
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  kernel_powers: Sequence[int] = (-3, -2, -1, 0, 1),
-                 combine: str | None = None, combine_every: int = 8) -> None:
+                 combine: str | None = None,
+                 combine_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options, combine, combine_every)
+                         gate_options, combine, combine_options)
         self.kernel_powers = tuple(kernel_powers)
 
     def alignment_loss(self, feats: Features) -> torch.Tensor:

@@ -37,10 +37,11 @@ class DANN(AdaptationMethod):
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
-                 hidden: int = 1024, combine: str | None = None, combine_every: int = 8
+                 hidden: int = 1024, combine: str | None = None,
+                 combine_options: Mapping[str, Any] | None = None
                  ) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options, combine, combine_every)
+                         gate_options, combine, combine_options)
         self.hidden = hidden
 
     def build_alignment(self, data: TrainData) -> None:

@@ -37,9 +37,10 @@ class DCORAL(AdaptationMethod):
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  layer: str = "features",
-                 combine: str | None = None, combine_every: int = 8) -> None:
+                 combine: str | None = None,
+                 combine_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options, combine, combine_every)
+                         gate_options, combine, combine_options)
         if layer not in ("features", "logits"):
             raise ConfigError(f"dcoral layer must be 'features' or 'logits', got {layer!r}.")
         self.layer = layer

@@ -103,12 +103,13 @@ class GTA(AdaptationMethod):
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  cls_weight: float = 0.3, adv_weight: float = 0.03, noise_dim: int = 64,
                  width: int = 64,
-                 combine: str | None = None, combine_every: int = 8) -> None:
+                 combine: str | None = None,
+                 combine_options: Mapping[str, Any] | None = None) -> None:
         if combine is not None:  # its steps are not one L_T + R (stages / a pre-training phase)
             raise ConfigError(f"gta does not take combine={combine!r}: it trains in "
                               "separate stages; use dann, dan, dcoral, cdan, pada or joint.")
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options, combine, combine_every)
+                         gate_options, combine, combine_options)
         self.cls_weight = cls_weight
         self.adv_weight = adv_weight
         self.noise_dim = noise_dim

@@ -60,9 +60,10 @@ class PADA(AdaptationMethod):
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
                  gate: bool | str = False, gate_options: Mapping[str, Any] | None = None,
                  hidden: int = 1024, update_every: int = 100,
-                 combine: str | None = None, combine_every: int = 8) -> None:
+                 combine: str | None = None,
+                 combine_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
-                         gate_options, combine, combine_every)
+                         gate_options, combine, combine_options)
         self.hidden = hidden
         self.update_every = update_every
 
