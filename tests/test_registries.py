@@ -85,3 +85,6 @@ def test_methods_listing_names_every_method_and_every_source_weighter(capsys):
     first_words = {row.split()[0] for row in capsys.readouterr().out.splitlines() if row.split()}
     assert set(METHODS.names()) <= first_words
     assert set(WEIGHTERS.names()) <= first_words
+    from transferguard.methods.alignment.adaptation import COMBINERS
+
+    assert {c for c in COMBINERS if c} <= first_words  # the choices of combine=

@@ -12,6 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_methods(args: argparse.Namespace) -> int:
     from ..methods import METHODS, WEIGHTERS
+    from ..methods.alignment.adaptation import COMBINER_DESCRIPTIONS
     from ..report.tables import format_table
 
     rows = [[e.name, "yes" if e.obj.accepts_weighter else "", e.description] for e in METHODS]
@@ -21,6 +22,10 @@ def run_methods(args: argparse.Namespace) -> int:
           "paper's gate):")
     print(format_table([[e.name, e.description] for e in WEIGHTERS],
                        ["weighter", "description"]))
+    # the choices of the combine option of dann, dan, dcoral, cdan, pada and joint
+    print("\ngradient combiners (combine=NAME on dann, dan, dcoral, cdan, pada, joint):")
+    print(format_table([[k, v] for k, v in COMBINER_DESCRIPTIONS.items()],
+                       ["combiner", "description"]))
     return 0
 
 

@@ -26,8 +26,8 @@ target's (:class:`~transferguard.methods.gradient.gradsim.GradientSimilarity`, D
 2018: a source that pulls against the target leaves the twin's step); ``"dtnh"`` removes its
 component along the target's (:class:`~transferguard.methods.gradient.dtnh.DTNH`, over the
 whole model). Both see R = everything but the labeled-target loss: the (weighted) source loss
-and the alignment term, so they compose with any weighter. gradsim's options
-(``combine_options``: ``every``, ``scale``) measures the cosine every k steps.
+and the alignment term, so they compose with any weighter. gradsim takes
+``combine_options`` ``every`` (measure the cosine every k steps), ``scale`` and ``momentum``.
 
 Twin: the source-free view with the gate and the combiner off. The gate re-weights *source*
 samples, so without a source there is nothing to gate: DANN and DANN+gate share the twin
@@ -58,10 +58,16 @@ from ..reweighting.weighter import (
     weighter_name,
 )
 
-__all__ = ["COMBINERS", "AdaptationMethod", "Features"]
+__all__ = ["COMBINERS", "COMBINER_DESCRIPTIONS", "AdaptationMethod", "Features"]
 
-#: how the source's gradient joins the labeled target's (``combine=``)
-COMBINERS = (None, "gradsim", "dtnh")
+#: how the source's gradient g_R can join the labeled target's g_T (``combine=NAME``)
+COMBINER_DESCRIPTIONS = {
+    "gradsim": "g_T + c g_R, c = min(1, EMA cos(g_T, g_R) / κ): gradient-similarity gating "
+               "(Du et al. 2018)",
+    "dtnh": "g_T + g_R minus g_R's component along g_T, over the whole model (Wan et al.)",
+}
+#: the values of ``combine``: None adds g_R as it is
+COMBINERS = (None, *COMBINER_DESCRIPTIONS)
 
 
 class AdaptationMethod(Method):
@@ -88,7 +94,7 @@ class AdaptationMethod(Method):
         self.combine, self.combine_options = combine, dict(combine_options or {})
         if self.combine_options and combine != "gradsim":
             raise ConfigError(f"combine_options {self.combine_options} are gradsim's (every, "
-                              f"scale); combine={combine!r} takes none.")
+                              f"scale, momentum); combine={combine!r} takes none.")
         if combine == "gradsim":
             self._gradsim()  # bad options stop here, before any training
         self.trade_off = trade_off
@@ -166,7 +172,8 @@ class AdaptationMethod(Method):
             return GradientSimilarity(**self.combine_options)
         except TypeError as exc:
             raise ConfigError(f"combine_options {self.combine_options}: gradsim takes every "
-                              f"(int >= 1) and scale (in (0, 1]); {exc}") from exc
+                              "(int >= 1), scale (in (0, 1]) and momentum (in [0, 1)); "
+                              f"{exc}") from exc
 
     @property
     def gradient_combiner(self) -> GradientSimilarity | DTNH | None:
