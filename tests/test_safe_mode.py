@@ -203,9 +203,10 @@ def test_demo_shows_both_signs_with_safe_mode_in_each():
 
     helpful, harmful = scenarios()
     assert helpful.task["eps"] == 0 and harmful.task["eps_y"] == 1.0
-    gradsim = ("dann", {"combine": "gradsim"}, False)  # the trained defence, in both
-    assert helpful.methods == (("dann", {}, False), gradsim)
+    gradsim = ("dann", {"combine": "gradsim"}, False)  # the trained defence
+    assert helpful.methods == (("dann", {}, False),)
     assert harmful.methods == (("dann", {}, True), gradsim)  # DANN with safe mode around it
+    assert scenarios(extended=True)[0].methods == (("dann", {}, False), gradsim)
     r = NTGResult("safe(dann+prototype)", "dann_T", [0, 1, 2], [90.0] * 3, [90.0] * 3)
     text = demo_table([DemoRow("harmful", r, ["twin", "twin", "blend w=0.5"])])
     assert "kept twin x2, blend w=0.5 x1" in text and "+0.0 [+0.0, +0.0]" in text
