@@ -6,14 +6,20 @@ started again with the same command):
 
     OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 --gate glc --alt prototype
 
-(give the chosen weighter with ``--gate NAME`` or ``--gate 'NAME:{"option": value}'``, and
-optionally the best alternative with ``--alt NAME``). A quick check of one cell:
+then, for gradient-similarity gating (its safe mode) and the permute cells:
+
+    OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 \
+        --gate '{"combine": "gradsim"}' --alt glc
+
+(a defence is a weighter, ``--gate NAME`` or ``--gate 'NAME:{"option": value}'``, or DANN's
+own options as JSON, ``--gate '{"gate": "glc", "combine": "gradsim"}'``; ``--alt`` adds more,
+in the same forms). A quick check of one cell:
 
     OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --only mnist-uci/pairflip/0.7/10/0 \
         --iterations 20 --results /tmp/grid.jsonl --page /tmp/grid.md
 
 Grid: pairs mnist -> uci-digits (``mnist-uci``) and syndigits -> mnist (``syn-mnist``);
-label noise ``uniform`` and ``pairflip``; ε = ε_x = ε_y in {0.3, 0.7, 0.9}; L in
+label noise ``uniform``, ``pairflip`` and ``permute``; ε = ε_x = ε_y in {0.3, 0.7, 0.9}; L in
 {10, 30, 50}%; seeds 0, 1, 2; plus the clean-source control (``clean``, ε = 0) per pair, L and
 seed. LeNet at ``InputSpec(3, 24)``, 200 iterations, batch 32, the Trainer's defaults
 (selection on the labeled target's validation split).
@@ -362,12 +368,17 @@ def report(results: Path, iterations: int) -> str:
     order += sorted(m for m in methods if m.startswith("safe("))
     n_cells = len(acc)
     out = ["# Prevention grid: accuracy (NTG) per cell, every defence", "",
-           "Produced by `benchmarks/prevention_grid.py` (its docstring gives every setting); "
-           "the command of this page's run (resumable; it was split between two processes "
-           "with `--only 'mnist-uci/*'` and `--only 'syn-mnist/*'`, which changes no number):",
-           "",
+           "Produced by `benchmarks/prevention_grid.py` (its docstring gives every setting) "
+           "in two invocations on the same results file (resumable; the first was split "
+           "between two processes with `--only 'mnist-uci/*'` and `--only 'syn-mnist/*'`, "
+           "which changes no number). The first ran the uniform, pair-flip and clean cells "
+           "(DANN, the paper's gate, glc, prototype, safe(DANN+glc)); the second added the "
+           "permute cells and gradient-similarity gating with its safe mode (prototype was "
+           "not run on the permute cells):", "",
            "    OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 "
-           "--gate glc --alt prototype", "",
+           "--gate glc --alt prototype",
+           "    OMP_NUM_THREADS=1 python benchmarks/prevention_grid.py --workers 2 "
+           "--gate '{\"combine\": \"gradsim\"}' --alt glc", "",
            f"LeNet, `InputSpec(3, {SIZE})`, {iterations} iterations per run, CPU. A cell is "
            "(pair, noise, ε = ε_x = ε_y, L); each entry is the mean test accuracy over its seeds "
            "and, in brackets, NTG = acc(DANN_T) − acc in points with the half-width of its 95% "
@@ -449,36 +460,40 @@ def report(results: Path, iterations: int) -> str:
         out.append(f"| {m} | {closed(m, hurt)} | {closed(m, hurt_sig)} | {gains} | {cost} |")
     out.append("")
 
-    if safe_rows:
-        kept = defaultdict(int)
-        gave_up, given, violations = 0, [], []
-        for r in safe_rows:
-            kept[r["choice"]["choice"]] += 1
-            c = r["cell"]
-            k = (c["pair"], c["noise"], c["eps"], c["labeled"])
-            meth = r["method"][len("safe("):-1]
-            tw = twins.get((c["pair"], c["labeled"], c["seed"]))
-            m_acc = acc[k].get(meth, {}).get(c["seed"])
-            if r["choice"]["choice"] == "twin" and tw is not None and m_acc is not None \
-                    and m_acc > tw:
-                gave_up += 1
-                given.append(m_acc - tw)
-        for k in acc:
-            for m in acc[k]:
-                if m.startswith("safe(") and len(seeds_of(k, m)) >= 2 and \
-                        ci(gaps(k, m)[1])[1] > 0:
-                    violations.append(k)
-        n = len(safe_rows)
-        out += ["## Safe mode", "",
-                f"{n} choices (cell x seed): kept the twin {kept['twin']}, the method "
-                f"{kept['method']}, a blend {kept['blend']} times. It gave up a real gain (kept "
-                f"the twin where the method was better on the test split) {gave_up} times"
-                + (f", by {statistics.fmean(given):.1f} points on average" if given else "")
-                + f". Cells where its NTG interval lies above 0: {len(violations)}"
-                + (f" ({', '.join(f'{a}/{b}/{e:g}/{L}' for a, b, e, L in violations)})"
-                   if violations else "") + ". Cost: no training beyond the method and the "
-                "twin the NTG already trains (about 2x a single run without an NTG).", ""]
+    for name in sorted({r["method"] for r in safe_rows}):
+        out += safe_summary(name, [r for r in safe_rows if r["method"] == name], acc, twins,
+                            seeds_of, gaps)
     return "\n".join(out)
+
+
+def safe_summary(name: str, safe_rows: list[dict[str, Any]], acc: dict, twins: dict,
+                 seeds_of: Any, gaps: Any) -> list[str]:
+    """What one safe mode kept over the grid, the gains it gave up, and its violations."""
+    kept: dict[str, int] = defaultdict(int)
+    gave_up, given, violations = 0, [], []
+    meth = name[len("safe("):-1]
+    for r in safe_rows:
+        kept[r["choice"]["choice"]] += 1
+        c = r["cell"]
+        k = (c["pair"], c["noise"], c["eps"], c["labeled"])
+        tw = twins.get((c["pair"], c["labeled"], c["seed"]))
+        m_acc = acc[k].get(meth, {}).get(c["seed"])
+        if r["choice"]["choice"] == "twin" and tw is not None and m_acc is not None \
+                and m_acc > tw:
+            gave_up += 1
+            given.append(m_acc - tw)
+    for k in acc:
+        if name in acc[k] and len(seeds_of(k, name)) >= 2 and ci(gaps(k, name)[1])[1] > 0:
+            violations.append(k)
+    return [f"## {name}", "",
+            f"{len(safe_rows)} choices (cell x seed): kept the twin {kept['twin']}, the method "
+            f"{kept['method']}, a blend {kept['blend']} times. It gave up a real gain (kept "
+            f"the twin where the method was better on the test split) {gave_up} times"
+            + (f", by {statistics.fmean(given):.1f} points on average" if given else "")
+            + f". Cells where its NTG interval lies above 0: {len(violations)}"
+            + (f" ({', '.join(f'{a}/{b}/{e:g}/{L}' for a, b, e, L in violations)})"
+               if violations else "") + ". Cost: no training beyond the method and the "
+            "twin the NTG already trains (about 2x a single run without an NTG).", ""]
 
 
 def main() -> None:
