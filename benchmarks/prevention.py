@@ -136,7 +136,7 @@ def grid(cells: list[tuple[int, int]]) -> dict:
 OVERHEAD: dict[str, dict] = {
     "dann": {}, "dann+prototype": {"gate": "prototype"}, "dann+glc": {"gate": "glc"},
     "dann+l2rw": {"gate": "l2rw"}, "dann+gradsim": {"combine": "gradsim"},
-    "dann+gradsim(every 4)": {"combine": "gradsim", "combine_every": 4},
+    "dann+gradsim(every=1)": {"combine": "gradsim", "combine_options": {"every": 1}},
     "dann+glc+gradsim": {"gate": "glc", "combine": "gradsim"}}
 
 
@@ -398,10 +398,12 @@ def report() -> str:
         out.append("")
     out += ["## Elsewhere, and not measured here", "",
             "The issue's full grid (two pairs x ε in {0.3, 0.7, 0.9} x L in {10, 30, 50}% x "
-            "uniform and pair-flip x 3 seeds, with safe mode) is on "
-            "[prevention_grid.md](prevention_grid.md); the Table 2 analogue with `glc` on "
-            "[wang_rest_table2_glc_it200.md](wang_rest_table2_glc_it200.md); the reworked demo on "
-            "[demo.md](demo.md). Not measured: `permute` noise in a grid. The "
+            "uniform, pair-flip and permute x 3 seeds, with safe mode, and gradient-similarity "
+            "gating, `combine=\"gradsim\"`) is on [prevention_grid.md](prevention_grid.md); "
+            "the Table 2 analogue with `glc` on "
+            "[wang_rest_table2_glc_it200.md](wang_rest_table2_glc_it200.md) and with gradsim "
+            "on [gradsim_table2.md](gradsim_table2.md); gradsim's cosines and defaults on "
+            "[gradsim_probe.md](gradsim_probe.md); the reworked demo on [demo.md](demo.md). The "
             "probe above (200 iterations, 2 seeds, 6 cells) is what a loaded 2-core CPU "
             "allowed; its per-seed spread is 1 to 5 points, so differences below about 1 "
             "point between candidates are not resolved.", ""]
