@@ -18,7 +18,7 @@ loss, so the discriminator and the weighter keep learning while the source is sh
 
 Two options change the paper's rule, because of what the cosine looks like here (measured,
 see docs/guide.md, "Gradient-similarity gating"): over a whole CNN it is small (0.05 to 0.15
-for a source that helps, 0.0 ± 0.05 for one that hurts) and noisy from batch to batch.
+for a source that helps, within about ±0.06 of 0 for one that hurts) and noisy from batch to batch.
 ``scale`` κ reads c = min(1, max(0, cos) / κ), so that a source agreeing at cos >= κ is
 added whole; ``momentum`` m smooths cos over the measurements (a bias-corrected EMA) before
 the rule, so that batch noise does not let a harmful source in half of the time. κ = 1 with
