@@ -242,7 +242,9 @@ def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(tmp_path
     after = rows(out)
     jobs = sweep.jobs()
     assert sorted(r[0] for r in after) == sorted(j.key for j in jobs)  # none missing, no extra
-    assert all(r[1] == "finished" for r in after)
+    assert all(r[1] == "finished" for r in after), \
+        f"not finished after resume: {[r[:2] for r in after if r[1] != 'finished']}; " \
+        f"before: {[r[:2] for r in before]}"
     assert all(dict((r[0], r[2]) for r in after)[k] == t for k, t in finished_before.items())
     assert res.reused == len(finished_before) and res.trained == len(jobs) - len(finished_before)
     assert not list((out / "checkpoints").rglob("*.pt")) if (out / "checkpoints").exists() \

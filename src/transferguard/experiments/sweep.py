@@ -607,6 +607,13 @@ def run_job(job: SweepJob, ctx: _Context) -> dict[str, Any]:
         return {"key": job.key, "status": "skipped", "error": str(exc),
                 "seconds": time.perf_counter() - t0}
     except Exception as exc:  # recorded failed in the store by the runner
+        if _STOPPING.is_set():
+            # told to stop, the run broke on something other than the KeyboardInterrupt the
+            # signal raises (library code can turn it into another error): it was
+            # interrupted, not failed, so that --resume trains it again
+            RunStore(ctx.out).fail(job.key, f"{INTERRUPTED} (worker stopped: "
+                                   f"{type(exc).__name__}: {exc})", time.perf_counter() - t0)
+            os._exit(1)
         return {"key": job.key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "seconds": time.perf_counter() - t0}
     finally:
