@@ -58,21 +58,35 @@ class GradientSimilarity:
         if not 0 <= momentum < 1:
             raise ConfigError(f"gradsim momentum must be in [0, 1), got {momentum!r}.")
         self.every, self.scale, self.momentum, self.eps = every, scale, momentum, eps
-        self.ema = 0.0
         self.steps = 0
-        self.coef = 1.0
         self.checked = 0
-        self.shut = 0
-        self.cos_sum = 0.0
+        # kept as tensors on the model's device, so that measuring c costs no host sync (on
+        # CUDA the Trainer's loop avoids syncs); read as floats through the properties
+        self._coef = torch.ones((), dtype=torch.float64)
+        self._ema = torch.zeros((), dtype=torch.float64)
+        self._shut = torch.zeros((), dtype=torch.float64)
+        self._cos_sum = torch.zeros((), dtype=torch.float64)
 
     def state_dict(self) -> dict[str, float]:
         return {"steps": self.steps, "coef": self.coef, "checked": self.checked,
-                "shut": self.shut, "cos_sum": self.cos_sum, "ema": self.ema}
+                "shut": float(self._shut), "cos_sum": float(self._cos_sum),
+                "ema": float(self._ema)}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.steps, self.checked, self.shut = (int(state[k]) for k in ("steps", "checked", "shut"))
-        self.coef, self.cos_sum = float(state["coef"]), float(state["cos_sum"])
-        self.ema = float(state["ema"])
+        self.steps, self.checked = int(state["steps"]), int(state["checked"])
+        self._coef, self._shut, self._cos_sum, self._ema = (
+            torch.tensor(float(state[k]), dtype=torch.float64)
+            for k in ("coef", "shut", "cos_sum", "ema"))
+
+    @property
+    def coef(self) -> float:
+        """The source's weight c the last measurement set."""
+        return float(self._coef)
+
+    @property
+    def shut(self) -> int:
+        """How many measurements found cos <= 0."""
+        return int(self._shut)
 
     @property
     def shut_rate(self) -> float:
@@ -81,7 +95,7 @@ class GradientSimilarity:
 
     @property
     def mean_cosine(self) -> float:
-        return self.cos_sum / max(1, self.checked)
+        return float(self._cos_sum) / max(1, self.checked)
 
     def backward(self, out: StepOutput, method: Any) -> None:
         if out.empirical is None or out.regularizer is None:
@@ -89,8 +103,6 @@ class GradientSimilarity:
                               "target loss and the source's terms apart (StepOutput.empirical "
                               "/ .regularizer); give the task labeled target samples.")
         model = [p for p in method.model_.parameters() if p.requires_grad]
-        others = [p for m in method.extra_modules_.values() for p in m.parameters()
-                  if p.requires_grad]
         if self.steps % self.every == 0:
             g_t = torch.autograd.grad(out.empirical, model, retain_graph=True, allow_unused=True)
             g_t = [torch.zeros_like(p) if g is None else g for p, g in zip(model, g_t)]
@@ -100,20 +112,20 @@ class GradientSimilarity:
             dot = torch.stack([x.sum() for x in torch._foreach_mul(g_t, g_r)]).sum()
             n_t = torch.stack(torch._foreach_norm(g_t)).square().sum().sqrt()
             n_r = torch.stack(torch._foreach_norm(g_r)).square().sum().sqrt()
-            cos = float(dot / (n_t * n_r + self.eps))
+            cos = (dot / (n_t * n_r + self.eps)).detach().double()  # as a Python float
             self.checked += 1
-            self.ema = self.momentum * self.ema + (1 - self.momentum) * cos
-            smooth = self.ema / (1 - self.momentum ** self.checked)  # bias-corrected EMA
-            self.coef = min(1.0, max(0.0, smooth) / self.scale)
-            self.shut += cos <= 0
-            self.cos_sum += cos
-            d = torch._foreach_add(g_t, torch._foreach_mul(g_r, self.coef))
+            self._ema = self.momentum * self._ema.to(cos.device) + (1 - self.momentum) * cos
+            smooth = self._ema / (1 - self.momentum ** self.checked)  # bias-corrected EMA
+            self._coef = (smooth.clamp(min=0) / self.scale).clamp(max=1)
+            self._shut = self._shut.to(cos.device) + (cos <= 0)
+            self._cos_sum = self._cos_sum.to(cos.device) + cos
+            d = torch._foreach_add(g_t, torch._foreach_mul(g_r, self._coef))
             for p, g in zip(model, d):
                 p.grad = g
         else:
-            c = max(self.coef, _FLOOR)
+            c = self._coef.clamp(min=_FLOOR)
             (out.empirical + c * out.regularizer).backward()
-            for p in others:
+            for p in (p for m in method.extra_modules_.values() for p in m.parameters()):
                 if p.grad is not None:
                     p.grad.div_(c)
         self.steps += 1
