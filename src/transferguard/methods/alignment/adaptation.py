@@ -80,6 +80,9 @@ class AdaptationMethod(Method):
     #: whether a weighter with a marginal discriminator (the gate) takes the place of the
     #: method's own alignment
     gate_replaces_alignment: ClassVar[bool] = False
+    #: whether a step is one L_T + R a gradient combiner can split (not for methods that
+    #: train in stages or with a pre-training phase: ADDA, GTA)
+    takes_combiner: ClassVar[bool] = True
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
@@ -91,6 +94,9 @@ class AdaptationMethod(Method):
             raise ConfigError(f"combine must be one of {COMBINERS}, got {combine!r}: None adds "
                               "the source's gradient, 'gradsim' gates it by its cosine with "
                               "the labeled target's, 'dtnh' projects out its conflicting part.")
+        if combine is not None and not self.takes_combiner:
+            raise ConfigError(f"{self.name} does not take combine={combine!r}: it trains in "
+                              "separate stages; use dann, dan, dcoral, cdan, pada or joint.")
         self.combine, self.combine_options = combine, dict(combine_options or {})
         if self.combine_options and combine != "gradsim":
             raise ConfigError(f"combine_options {self.combine_options} are gradsim's (every, "

@@ -46,6 +46,7 @@ from .dann import domain_adversarial_loss
 @register_method("adda", "adversarial discriminative adaptation with untied encoders")
 class ADDA(AdaptationMethod):
     gate_replaces_alignment = True
+    takes_combiner = False  # a pre-training phase, then its own step
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
@@ -54,9 +55,6 @@ class ADDA(AdaptationMethod):
                  pretrain_iterations: int | None = None,
                  combine: str | None = None,
                  combine_options: Mapping[str, Any] | None = None) -> None:
-        if combine is not None:  # its steps are not one L_T + R (stages / a pre-training phase)
-            raise ConfigError(f"adda does not take combine={combine!r}: it trains in "
-                              "separate stages; use dann, dan, dcoral, cdan, pada or joint.")
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options, combine, combine_options)
         if gan_loss not in ("inverted", "reverse"):

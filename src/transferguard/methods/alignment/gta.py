@@ -38,7 +38,6 @@ from torch import nn
 
 from ...data import Batch, TrainData
 from ...engine import StepOutput
-from ...errors import ConfigError
 from ..base import register_method
 from .adaptation import AdaptationMethod
 
@@ -97,6 +96,7 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
                  "generate source-like images")
 class GTA(AdaptationMethod):
     stages: ClassVar[tuple[str, ...]] = ("d", "g", "main")
+    takes_combiner = False  # three stages, each its own loss and optimiser
 
     def __init__(self, model: str = "lenet", model_options: Mapping[str, Any] | None = None,
                  source_free: bool = False, trade_off: float = 1.0, ramp_gamma: float = 10.0,
@@ -105,9 +105,6 @@ class GTA(AdaptationMethod):
                  width: int = 64,
                  combine: str | None = None,
                  combine_options: Mapping[str, Any] | None = None) -> None:
-        if combine is not None:  # its steps are not one L_T + R (stages / a pre-training phase)
-            raise ConfigError(f"gta does not take combine={combine!r}: it trains in "
-                              "separate stages; use dann, dan, dcoral, cdan, pada or joint.")
         super().__init__(model, model_options, source_free, trade_off, ramp_gamma, gate,
                          gate_options, combine, combine_options)
         self.cls_weight = cls_weight
