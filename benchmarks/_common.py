@@ -46,3 +46,16 @@ def store_rows(out: Path, extra: str) -> dict[str, dict]:
     return {k: {"label": lab, "status": st, "metrics": json.loads(m) if m else None,
                 "finished_at": fin, "started_at": sta, extra: x}
             for k, lab, st, m, fin, sta, x in got}
+
+
+def small_sweep(name: str, iterations: int) -> dict:
+    """The sweep benchmarks' shared base config: mnist -> uci-digits (L = 20%, 300 source
+    images, 24x24), batch 16, with NTG; each adds its methods and grid."""
+    return {
+        "name": name,
+        "task": {"source": "mnist", "target": "uci-digits", "labeled_percent": 20,
+                 "input_size": 24, "source_size": 300},
+        "trainer": {"iterations": iterations, "batch_size": 16, "eval_every": 25,
+                    "progress": False},
+        "ntg": True,
+    }

@@ -29,19 +29,14 @@ from pathlib import Path
 
 import torch
 
-from _common import write_result
+from _common import small_sweep, write_result
 
 NAME = "safesweep"
 
 
 def config(iterations: int) -> dict:
     return {
-        "name": NAME,
-        "task": {"source": "mnist", "target": "uci-digits", "labeled_percent": 20,
-                 "input_size": 24, "source_size": 300},
-        "trainer": {"iterations": iterations, "batch_size": 16, "eval_every": 25,
-                    "progress": False},
-        "ntg": True,
+        **small_sweep(NAME, iterations),
         "methods": [{"name": "dann", "safe": True}],
         "grid": {"eps": [0.0, 0.5, 0.9], "seeds": [0, 1, 2]},
     }

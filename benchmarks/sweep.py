@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from _common import store_rows, write_result
+from _common import small_sweep, store_rows, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "sweepbench"
@@ -41,12 +41,7 @@ NAME = "sweepbench"
 
 def config(iterations: int) -> dict:
     return {
-        "name": NAME,
-        "task": {"source": "mnist", "target": "uci-digits", "labeled_percent": 20,
-                 "input_size": 24, "source_size": 300},
-        "trainer": {"iterations": iterations, "batch_size": 16, "eval_every": 25,
-                    "progress": False},
-        "ntg": True,
+        **small_sweep(NAME, iterations),
         # 5 eps x 2 methods x 2 seeds = 20 runs, plus one twin per method and seed = 24
         "grid": {"eps": [0.0, 0.2, 0.4, 0.6, 0.8], "methods": ["joint", "dann"],
                  "seeds": [0, 1]},
